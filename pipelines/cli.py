@@ -1,0 +1,149 @@
+"""The ``recsys`` command line.
+
+Every command turns a domain error (bad data, bad config, broken bundle) into one line on stderr
+and exit code 2; ``--debug`` shows the traceback instead. Heavy imports (torch, implicit, faiss)
+happen inside the commands that need them so ``recsys --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from recsys.errors import RecsysError
+
+EXIT_BAD_INPUT = 2
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from recsys.data.synthetic import ShopConfig, generate_shop
+
+    config = ShopConfig(users=args.users, items=args.items, days=args.days, seed=args.seed)
+    started = time.perf_counter()
+    shop = generate_shop(config)
+    shop.save(args.out)
+    print(f"generated {len(shop.events):,} events, {len(shop.items):,} items, "
+          f"{shop.events['user_id'].nunique():,} users in {time.perf_counter() - started:.1f}s "
+          f"-> {args.out}")
+
+
+def _cmd_validate(args: argparse.Namespace) -> None:
+    from pipelines.prepare import print_lines, validate_dir
+
+    dataset = validate_dir(args.directory, report_path=args.report, now=args.now)
+    print_lines(dataset.report.lines())
+    print(f"valid: {args.directory} (report: {args.report or Path(args.directory) / 'validation.json'})")
+
+
+def _cmd_split(args: argparse.Namespace) -> None:
+    from pipelines.config import load_pipeline_config
+    from pipelines.prepare import print_lines, split_dir
+    from recsys.data.split import summary_lines
+
+    config = load_pipeline_config(args.config).split
+    summary = split_dir(args.directory, config, summary_path=args.out)
+    print_lines(summary_lines(summary))
+
+
+def _cmd_import(args: argparse.Namespace) -> None:
+    from recsys.data import importers
+
+    if args.format == "online-retail":
+        from recsys.data.importers.online_retail import import_online_retail
+
+        result: importers.ImportResult = import_online_retail(args.path)
+    elif args.format == "movielens":
+        from recsys.data.importers.movielens import import_movielens
+
+        result = import_movielens(args.path)
+    else:
+        from recsys.data.importers.mapped import import_mapped
+
+        result = import_mapped(args.path, args.mapping, items_path=args.items)
+    result.save(args.out)
+    for key, value in result.notes.items():
+        print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+    print(f"wrote {len(result.events):,} events and {len(result.items):,} items -> {args.out}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from pipelines.demo import run_demo
+
+    run_demo(Path(args.out), users=args.users, items=args.items, days=args.days, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys", description="Hybrid e-commerce recommender: data, training, evaluation, "
+        "serving and A/B experiments.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help_: str
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("demo", _cmd_demo, "generate the default synthetic shop, validate it, split it and "
+            "print the summary")
+    p.add_argument("--out", default="runs/demo", help="working directory (default: runs/demo)")
+    p.add_argument("--users", type=int, default=3000)
+    p.add_argument("--items", type=int, default=1500)
+    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--seed", type=int, default=42)
+
+    p = add("generate", _cmd_generate, "generate a synthetic shop (events, items, ground truth)")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--users", type=int, default=3000)
+    p.add_argument("--items", type=int, default=1500)
+    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--seed", type=int, default=42)
+
+    p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
+    p.add_argument("directory", help="dataset directory (events.* and items.*)")
+    p.add_argument("--report", help="where to save the JSON report (default: DIR/validation.json)")
+    p.add_argument("--now", help="drop events after this time (default: the current time)")
+
+    p = add("split", _cmd_split, "chronological train/valid/test split; prints and saves a summary")
+    p.add_argument("directory", help="dataset directory")
+    p.add_argument("--config", help="pipeline TOML (its [split] section; default 0.70/0.15/0.15)")
+    p.add_argument("--out", help="where to save the JSON summary (default: DIR/split.json)")
+
+    p = add("import", _cmd_import, "import a public dataset format into the canonical form")
+    fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    f = fmt.add_parser("online-retail", help="UCI Online Retail CSV (.csv or .csv.gz)")
+    f.add_argument("path")
+    f.add_argument("--out", required=True)
+    f = fmt.add_parser("movielens", help="MovieLens 100K directory (u.data, u.item)")
+    f.add_argument("path")
+    f.add_argument("--out", required=True)
+    f = fmt.add_parser("csv", help="any CSV/Parquet event log, with a TOML mapping file")
+    f.add_argument("path")
+    f.add_argument("--mapping", required=True, help="TOML mapping (see configs/mappings/)")
+    f.add_argument("--items", help="optional items file (CSV/Parquet) in canonical form")
+    f.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except RecsysError as exc:
+        if args.debug:
+            raise
+        print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""One thread policy per process, set on purpose.
+
+Measured on our 2-core machines: numpy's BLAS threads and FAISS/torch OpenMP threads fight
+(latencies up to 15x worse), and one FAISS query with 2 threads ran 2-5x slower than with 1.
+implicit also warns when BLAS is multi-threaded, because its own OpenMP loop already uses the
+cores. So:
+
+* ``"train"``: BLAS 1 thread; implicit and torch get the cores (``training_threads()``),
+  FAISS 1 thread (queries are batched in numpy instead).
+* ``"serve"``: everything single-threaded; parallelism comes from uvicorn workers.
+
+Call :func:`set_thread_policy` once, at the top of a CLI command or app start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from threadpoolctl import threadpool_limits
+
+Policy = Literal["train", "serve"]
+_state: dict[str, object] = {}
+
+
+def training_threads() -> int:
+    """Threads for implicit/torch training: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_thread_policy(policy: Policy) -> None:
+    """Apply ``policy`` to BLAS, torch and FAISS in this process (idempotent)."""
+    if _state.get("policy") == policy:
+        return
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    _state["limits"] = threadpool_limits(limits=1, user_api="blas")
+    import faiss  # local: keep `import recsys` light
+    import torch
+
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(training_threads() if policy == "train" else 1)
+    _state["policy"] = policy
+
+
+def current_policy() -> str | None:
+    return _state.get("policy")  # type: ignore[return-value]
