@@ -35,7 +35,8 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 
     dataset = validate_dir(args.directory, report_path=args.report, now=args.now)
     print_lines(dataset.report.lines())
-    print(f"valid: {args.directory} (report: {args.report or Path(args.directory) / 'validation.json'})")
+    report = args.report or Path(args.directory) / "validation.json"
+    print(f"valid: {args.directory} (report: {report})")
 
 
 def _cmd_split(args: argparse.Namespace) -> None:
@@ -67,6 +68,13 @@ def _cmd_import(args: argparse.Namespace) -> None:
     for key, value in result.notes.items():
         print(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
     print(f"wrote {len(result.events):,} events and {len(result.items):,} items -> {args.out}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from pipelines.config import load_pipeline_config
+    from pipelines.train import train
+
+    train(args.data, args.out, load_pipeline_config(args.config))
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -102,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=int, default=1500)
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=42)
+
+    p = add("train", _cmd_train, "train popularity, ALS, the content model and the hybrid "
+            "ranker; write a versioned bundle")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--config", help="pipeline TOML (default: built-in defaults; see configs/)")
+    p.add_argument("--out", required=True, help="bundle directory to write")
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")

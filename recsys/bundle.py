@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -75,7 +75,7 @@ def _model_class(kind: str) -> type[Model]:
     if kind not in MODEL_CLASSES:
         raise BundleError(f"unknown model kind {kind!r} (expected one of {sorted(MODEL_CLASSES)})")
     module, cls = MODEL_CLASSES[kind].split(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 @dataclass
@@ -94,13 +94,20 @@ class Bundle:
         return str(self.manifest["version"])
 
 
+class Part(Protocol):
+    def save(self, directory: Path) -> list[str]: ...
+
+
 def write_bundle(out: str | Path, *, models: dict[str, tuple[str, Model]], users: IdMap,
-                 items: IdMap, item_table: pd.DataFrame, manifest: dict[str, Any]) -> Path:
-    """Write a bundle. ``models`` maps name -> (kind, fitted model); ``manifest`` holds the
-    caller's fields (config, data fingerprint, cutoffs, timings, metrics, curves)."""
+                 items: IdMap, item_table: pd.DataFrame, manifest: dict[str, Any],
+                 parts: dict[str, Part] | None = None) -> Path:
+    """Write a bundle. ``models`` maps name -> (kind, fitted model); ``parts`` are other
+    components saved in ``<name>/`` (e.g. the hybrid's ranker and indexes); ``manifest`` holds
+    the caller's fields (config, data fingerprint, cutoffs, timings, metrics, curves)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "ids.npz", **users.to_arrays("user"), **items.to_arrays("item"))
+    np.savez(out / "ids.npz", allow_pickle=False, **users.to_arrays("user"),
+             **items.to_arrays("item"))
     item_table.to_parquet(out / "items.parquet", index=False)
     files = ["ids.npz", "items.parquet"]
     entries = {}
@@ -110,6 +117,9 @@ def write_bundle(out: str | Path, *, models: dict[str, tuple[str, Model]], users
         written = model.save(model_dir)
         files += [f"models/{name}/{f}" for f in written]
         entries[name] = {"kind": kind, "files": [f"models/{name}/{f}" for f in written]}
+    for name, part in (parts or {}).items():
+        (out / name).mkdir(parents=True, exist_ok=True)
+        files += [f"{name}/{f}" for f in part.save(out / name)]
     created = datetime.now(UTC)
     body = {
         "schema_version": SCHEMA_VERSION,

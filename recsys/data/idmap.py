@@ -30,6 +30,8 @@ class IdMap:
             raise DataError(f"IdMap: duplicate external id {dup!r}")
         self._index = index
         self.external_ids: np.ndarray = ids
+        # per-request lookups of a few ids: a dict is ~100x faster than building a pandas Index
+        self._lookup: dict[str, int] = {str(x): i for i, x in enumerate(ids)}
 
     @classmethod
     def from_values(cls, values: pd.Series | Iterable[str]) -> IdMap:
@@ -43,7 +45,7 @@ class IdMap:
         return len(self._index)
 
     def __contains__(self, external_id: object) -> bool:
-        return external_id in self._index
+        return external_id in self._lookup
 
     def to_internal(self, external_ids: Iterable[str] | pd.Series | np.ndarray, *,
                     missing: str = "raise") -> np.ndarray:
@@ -57,6 +59,8 @@ class IdMap:
             cat_pos = self._index.get_indexer(external_ids.cat.categories.astype(str))
             codes = external_ids.cat.codes.to_numpy()
             out = np.where(codes >= 0, cat_pos[codes], -1)
+        elif isinstance(external_ids, list | tuple) and len(external_ids) <= 64:
+            out = np.array([self._lookup.get(str(x), -1) for x in external_ids], dtype=np.int64)
         else:
             values = (external_ids if isinstance(external_ids, np.ndarray | pd.Series)
                       else list(external_ids))

@@ -12,7 +12,8 @@ from pipelines.cli import main
 from recsys.data.validate import load_dataset
 from recsys.errors import DataError
 
-ITEMS = "item_id,title,category,price\na,Red mug,kitchen,4.5\nb,Blue mug,kitchen,5\nc,Lamp,home,20\n"
+ITEMS = ("item_id,title,category,price\n"
+         "a,Red mug,kitchen,4.5\nb,Blue mug,kitchen,5\nc,Lamp,home,20\n")
 EVENTS = (
     "user_id,item_id,timestamp,event_type,quantity,price\n"
     "u1,a,2024-01-01T10:00:00Z,view,,\n"
@@ -96,7 +97,8 @@ def test_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_device(tmp_path: Path) -> None:
     events = EVENTS.replace("event_type,quantity,price\n", "event_type,quantity,price,device\n")
     lines = events.strip().split("\n")
-    lines = [lines[0]] + [ln + ",desktop" for ln in lines[1:3]] + [ln + ",fridge" for ln in lines[3:]]
+    lines = ([lines[0]] + [ln + ",desktop" for ln in lines[1:3]]
+             + [ln + ",fridge" for ln in lines[3:]])
     with pytest.raises(DataError, match=r"'device', row 3: unknown value 'fridge'"):
         load_dataset(write(tmp_path, "\n".join(lines) + "\n"))
 
