@@ -77,6 +77,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     train(args.data, args.out, load_pipeline_config(args.config))
 
 
+def _cmd_recommend(args: argparse.Namespace) -> None:
+    from pipelines.recommend import recommend_batch
+
+    rows = recommend_batch(args.bundle, args.users, args.out, k=args.k, at=args.at)
+    print(f"wrote {rows:,} rows -> {args.out}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
@@ -116,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--config", help="pipeline TOML (default: built-in defaults; see configs/)")
     p.add_argument("--out", required=True, help="bundle directory to write")
+
+    p = add("recommend", _cmd_recommend, "batch top-k lists for a file of user ids (CSV out)")
+    p.add_argument("--bundle", required=True, help="bundle directory from `recsys train`")
+    p.add_argument("--users", required=True, help="file with one user id per line")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--at", help="recommend as of this time (ISO 8601; default: now)")
+    p.add_argument("--out", required=True, help="CSV to write (user_id, rank, item_id, score)")
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")
