@@ -141,10 +141,11 @@ class ShopConfig(StrictModel):
         >>> ShopConfig.for_target_events(10_000_000).users
         105219
         """
-        if n_events < 1:
-            raise ConfigError(f"synthetic shop: n_events = {n_events} (expected >= 1)")
+        if n_events < 1 or "users" in overrides:
+            raise ConfigError(f"synthetic shop: for_target_events(n_events={n_events}) solves "
+                              f"for users (expected n_events >= 1 and no users= override)")
         per_user = cls.model_construct(**overrides).events_per_user_day() * days
-        users = max(1, round(n_events / per_user))
+        users = max(1, round(n_events / per_user)) if per_user > 0 else 1  # bad knob: cls() says
         items = overrides.pop("items", min(max(users // 2, 200), 20_000))
         return cls(seed=seed, days=days, users=users, items=items, **overrides)
 

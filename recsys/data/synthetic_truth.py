@@ -238,18 +238,18 @@ class ShopTruth:
         seconds as ints, or an array/Series of any of these."""
         if at is None:
             return np.asarray(self.params.end, dtype=np.int64)
-        if isinstance(at, int | np.integer) or (isinstance(at, np.ndarray)
-                                                and at.dtype.kind in "iu"):
-            return np.asarray(at, dtype=np.int64)
-        if isinstance(at, np.ndarray) and at.dtype.kind == "M":
-            return at.astype("datetime64[s]").astype(np.int64)
-        if np.ndim(at) == 0:
+        values = np.asarray(at)
+        if values.dtype.kind in "iu":
+            return values.astype(np.int64)
+        if values.dtype.kind == "M":  # naive datetime64 means UTC
+            return values.astype("datetime64[s]").astype(np.int64)
+        if values.ndim == 0:
             stamp = pd.Timestamp(at)
             stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             return np.asarray(stamp.value // 10**9, dtype=np.int64)
-        values = pd.to_datetime(pd.Series(np.ravel(np.asarray(at, dtype=object))), utc=True)
-        ns = values.astype("datetime64[ns, UTC]").astype("int64").to_numpy()
-        return (ns // 10**9).reshape(np.shape(at))
+        parsed = pd.to_datetime(pd.Series(values.ravel()), utc=True)
+        ns = parsed.astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+        return (ns // 10**9).reshape(values.shape)
 
     # ---- the behaviour model, on internal ids and Unix seconds (no checks: the generator's path)
     def pair_utility(self, users: np.ndarray, items: np.ndarray, t: np.ndarray) -> np.ndarray:
