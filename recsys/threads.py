@@ -5,8 +5,10 @@ Measured on our 2-core machines: numpy's BLAS threads and FAISS/torch OpenMP thr
 implicit also warns when BLAS is multi-threaded, because its own OpenMP loop already uses the
 cores. So:
 
-* ``"train"``: BLAS 1 thread; implicit and torch get the cores (``training_threads()``),
-  FAISS 1 thread (queries are batched in numpy instead).
+* ``"train"``: BLAS 1 thread; implicit gets the cores (``training_threads()``), FAISS 1
+  thread. torch gets the cores too, but the content model trains with ``threads = 1`` by
+  default (its own config): its matrices are small, and 2 threads measured 2-30x slower than 1
+  on a shared 2-core machine.
 * ``"serve"``: everything single-threaded; parallelism comes from uvicorn workers.
 
 Call :func:`set_thread_policy` once, at the top of a CLI command or app start-up.
