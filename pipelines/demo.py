@@ -1,7 +1,8 @@
 """``recsys demo``: the main job on the built-in synthetic shop, end to end.
 
-For now: generate -> validate -> split -> summary. Later steps (train, evaluate, serve) are added
-here as they land, so the README's first command always runs the whole product.
+generate -> validate -> split -> train (popularity, ALS, content model, ranker) -> bundle.
+Later steps are added here as they land, so the README's first command always runs the whole
+product.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
              seed: int = 42) -> None:
     from recsys.data.synthetic import ShopConfig, generate_shop
 
-    total = 3
+    total = 4
     data_dir = out / "data"
     t = _step(1, total, f"generating the synthetic shop ({users:,} users, {items:,} items, "
                         f"{days} days, seed {seed}) -> {data_dir}")
@@ -37,4 +38,10 @@ def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
     t = _step(3, total, "splitting by time (70/15/15)")
     summary = split_dir(data_dir, dataset=dataset)
     print_lines(["      " + line for line in summary_lines(summary)])
-    print(f"done: data, validation.json and split.json in {data_dir}")
+
+    from pipelines.train import train
+
+    bundle_dir = out / "bundle"
+    _step(4, total, f"training -> {bundle_dir}")
+    result = train(data_dir, bundle_dir)
+    print(f"done: data in {data_dir}, bundle {result.manifest['version']} in {bundle_dir}")

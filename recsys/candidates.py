@@ -97,9 +97,18 @@ def top_masked(scores: np.ndarray, mask: np.ndarray, k: int) -> SourceResult:
 
 
 def top_of_list(ranked: np.ndarray, scores: np.ndarray, mask: np.ndarray, k: int) -> SourceResult:
-    """First k eligible items of a precomputed ranked list (popularity lists)."""
-    ok = mask[ranked]
-    ids = ranked[ok][:k]
+    """First k eligible items of a precomputed ranked list (popularity lists). Scans a growing
+    prefix: with a broad mask the first few k entries suffice, so a request never touches the
+    whole catalog."""
+    if k <= 0:
+        return SourceResult(np.empty(0, np.int64), np.empty(0, np.float32))
+    width = 4 * k
+    while True:
+        head = ranked[:width]
+        ids = head[mask[head]][:k]
+        if len(ids) == k or width >= len(ranked):
+            break
+        width *= 8
     return SourceResult(ids.astype(np.int64), scores[ids].astype(np.float32))
 
 

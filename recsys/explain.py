@@ -50,6 +50,8 @@ def source_reasons(pool: CandidatePool, row: int, ctx: Context, name: Namer,
     return list(dict.fromkeys(out))
 
 
+# a reason must move the score visibly, not by rounding noise
+MIN_CONTRIBUTION = 0.01
 ZERO_MEANS_ABSENT = frozenset({"in_session_views", "times_bought", "is_cold", "cat_affinity",
                                "brand_affinity"})
 FEATURE_PHRASES: dict[str, str] = {
@@ -74,7 +76,7 @@ def feature_reasons(contrib: np.ndarray, values: np.ndarray, category: str,
     features that do not apply to this request (NaN, or a 0 flag/count)."""
     out = []
     for j in np.argsort(-contrib)[: top * 4]:
-        if contrib[j] <= 0:
+        if contrib[j] <= MIN_CONTRIBUTION:
             break
         if not np.isfinite(values[j]) or (FEATURES[j] in ZERO_MEANS_ABSENT and values[j] == 0):
             continue

@@ -113,6 +113,7 @@ class Prepared:
     features: np.ndarray
     fallback: bool
     warnings: list[str]
+    leaves: np.ndarray | None = None     # ranker leaf per tree, for explanations
 
 
 class Recommender:
@@ -197,17 +198,20 @@ class Recommender:
                                                               self.mf_users)))
         return ctx, warnings
 
-    def _row(self, ctx: Context) -> sp.csr_matrix:
-        """History + context as one weighted row (view=views, add_to_cart=cart...)."""
+    def _profile(self, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+        """History + context as (items, summed weights): views, the current item (as a click)
+        and cart items (as add-to-carts) count like the events they are."""
         items = np.concatenate([ctx.history.items, ctx.views, ctx.current, ctx.cart])
         w = np.concatenate([self.weights[ctx.history.types],
                             np.full(len(ctx.views), self.weights[0]),
                             np.full(len(ctx.current), self.weights[1]),
                             np.full(len(ctx.cart), self.weights[2])])
-        row = sp.csr_matrix((w, (np.zeros(len(items), np.int32), items)),
-                            shape=(1, len(self.items)), dtype=np.float32)
-        row.sum_duplicates()
-        return row
+        uniq, inv = np.unique(items, return_inverse=True)
+        return uniq, np.bincount(inv, w, minlength=len(uniq)).astype(np.float32)
+
+    def _row(self, items: np.ndarray, weights: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((weights, items, np.array([0, len(items)])),
+                             shape=(1, len(self.items)), dtype=np.float32)
 
     # ------------------------------------------------------------------ candidates
     def _search(self, name: str) -> cs.SearchFn:
@@ -218,14 +222,22 @@ class Recommender:
             return ids[0], scores[0]
         return run
 
-    def _user_cf(self, request_user: str | None, ctx: Context, row: sp.csr_matrix
+    def _user_cf(self, request_user: str | None, items: np.ndarray, weights: np.ndarray
                  ) -> np.ndarray | None:
         if self.mf_users is not None and request_user is not None and request_user in self.mf_users:
             assert self.mf.user_factors_ is not None
             return self.mf.user_factors_[self.mf_users.to_internal([request_user])[0]]
-        if row.nnz == 0:
+        if len(items) == 0:
             return None
-        return self.mf.fold_in(row)
+        return self.mf.fold_in(self._row(items, weights))
+
+    def _user_content(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+        """The content model's user vector: normalised weighted sum of item embeddings."""
+        if len(items) == 0:
+            return None
+        vec = weights @ self.embeddings[items]
+        norm = float(np.linalg.norm(vec))
+        return vec / norm if norm > 0 else None
 
     def candidates(self, request_user: str | None, ctx: Context, mask: np.ndarray
                    ) -> cs.CandidatePool:
@@ -234,11 +246,11 @@ class Recommender:
         if self.pipeline != "hybrid":   # one source, deep enough to fill the pool
             d = SourceDepth(**{name: (self.config.candidates if name in active else 0)
                                for name in SourceDepth.model_fields})
-        row = self._row(ctx)
+        items, weights = self._profile(ctx)
         results: dict[str, cs.SourceResult] = {}
-        user_cf = self._user_cf(request_user, ctx, row)
-        results["cf"] = cs.from_search(self._search("cf"), user_cf if d.cf else None, mask, d.cf)
-        user_content = self.content.user_vectors(row)[0] if row.nnz and d.content else None
+        user_cf = self._user_cf(request_user, items, weights) if d.cf else None
+        results["cf"] = cs.from_search(self._search("cf"), user_cf, mask, d.cf)
+        user_content = self._user_content(items, weights) if d.content else None
         results["content"] = cs.from_search(self._search("content"), user_content, mask,
                                             d.content)
         context_items = ctx.context_items
@@ -304,7 +316,8 @@ class Recommender:
             col = prepared.pool.scores[:, prepared.pool.column(PIPELINES[self.pipeline][0])]
             return np.where(np.isnan(col), -np.inf, col).astype(np.float32)
         if self.ranker is not None:
-            return self.ranker.predict(prepared.features)
+            scores, prepared.leaves = self.ranker.score_leaves(prepared.features)
+            return scores
         # no ranker yet: reciprocal-rank fusion of the sources
         ranks = prepared.pool.ranks
         return np.where(ranks > 0, 1.0 / (60.0 + ranks), 0.0).sum(axis=1).astype(np.float32)
@@ -329,9 +342,9 @@ class Recommender:
             order = category_cap(order, self.catalog.category_codes[pool.ids],
                                  rules.max_per_category, request.k)
         chosen = list(dict.fromkeys(pins + [int(p) for p in order]))[: request.k]
-        contrib = (self.ranker.contributions(prep.features[chosen])
-                   if explain and self.ranker is not None and chosen
-                   and self.pipeline == "hybrid" else None)
+        contrib = (self.ranker.explain_leaves(prep.leaves[chosen])
+                   if explain and self.ranker is not None and prep.leaves is not None
+                   and chosen else None)
         out = []
         for rank, pos in enumerate(chosen, start=1):
             item = int(pool.ids[pos])

@@ -16,7 +16,7 @@ def tiny_pipeline_config():  # noqa: ANN201 - imported lazily to keep collection
         "mf": {"iterations": 10, "factors": 16, "eval_every": 5},
         "content": {"epochs": 2, "max_pairs_per_epoch": 4000, "batch_size": 256, "dim": 32,
                     "progress": False},
-        "ranker_queries": 400,
+        "ranker_queries": 800,
         "hybrid": {"ranker": {"max_rounds": 60}},
     })
 
@@ -26,7 +26,7 @@ def tiny_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from recsys.data.synthetic import ShopConfig, generate_shop
 
     out = tmp_path_factory.mktemp("shop")
-    generate_shop(ShopConfig(users=400, items=300, days=40, seed=3)).save(out)
+    generate_shop(ShopConfig(users=1000, items=300, days=40, seed=3)).save(out)
     return out
 
 

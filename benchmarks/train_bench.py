@@ -1,0 +1,67 @@
+"""Training benchmark (JSON): ALS through the project vs implicit directly, content-model seconds
+per epoch, and ``recsys train`` wall time and peak RSS on given datasets.
+
+Usage::
+
+    python benchmarks/train_bench.py --datasets /tmp/or /tmp/shop10m [--skip-als]
+
+Each ``recsys train`` runs in a child process; its peak RSS is the child's high-water mark.
+The parts can also be run alone: ``train_bench_als.py``, ``train_bench_content.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def train_run(dataset: str) -> dict[str, object]:
+    """Wall time and peak RSS of ``recsys train`` on ``dataset`` in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = ("import resource, sys; from pipelines.train import train; "
+                  f"train({dataset!r}, {tmp + '/bundle'!r}, quiet=True); "
+                  "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                             text=True)
+        wall = time.perf_counter() - started
+        manifest = json.loads((Path(tmp) / "bundle" / "manifest.json").read_text())
+    rss_kib = int(out.stdout.strip().splitlines()[-1])
+    return {"dataset": dataset, "wall_seconds": round(wall, 1),
+            "peak_rss_gib": round(rss_kib / 2**20, 2),
+            "timings_seconds": manifest["timings_seconds"],
+            "valid_metrics": {n: m["valid_metrics"] for n, m in manifest["models"].items()}}
+
+
+def child_json(args: list[str]) -> dict[str, object]:
+    out = subprocess.run([sys.executable, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout[out.stdout.index("{"):])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="*", default=[], help="dataset directories")
+    parser.add_argument("--skip-als", action="store_true")
+    parser.add_argument("--skip-content", action="store_true")
+    args = parser.parse_args()
+    result: dict[str, object] = {"benchmark": "train"}
+    if not args.skip_als:
+        result["als_vs_implicit"] = child_json([str(HERE / "train_bench_als.py")])
+    if not args.skip_content:
+        result["content"] = child_json([str(HERE / "train_bench_content.py")])
+    result["recsys_train"] = [train_run(d) for d in args.datasets]
+    result["note"] = ("peak RSS via getrusage in the child; "
+                      f"parent RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
