@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.copurchase import CoPurchase
