@@ -33,6 +33,7 @@ from recsys.models.popularity import PopularityModel
 from recsys.models.ranker import Ranker
 from recsys.ranker_data import build_dataset
 from recsys.recommender import FEATURES, Recommender
+from recsys.retrieval import ItemIndex, RetrievalConfig
 from recsys.threads import set_thread_policy
 
 
@@ -87,6 +88,7 @@ def train(data_dir: str | Path, out: str | Path, config: PipelineConfig | None =
     assert isinstance(mf, MFModel) and isinstance(content, ContentModel)
     weights = event_weights(data.events, config.interactions, data.reference_time)
     history = HistoryIndex.from_events(pd.concat([split.train, split.valid]), data.items)
+    indexes = build_indexes(mf, content, data, config.hybrid.retrieval)
     type_weights = np.array([config.interactions.weights.get(t, 0.0) for t in C.EVENT_TYPES],
                             dtype=np.float32)
     rec = Recommender(
@@ -94,8 +96,7 @@ def train(data_dir: str | Path, out: str | Path, config: PipelineConfig | None =
         copurchase=CoPurchase(config.hybrid.copurchase).fit(data.events, len(data.items)),
         history=history, stats=ItemStats.fit(data.events, data.item_table, weights,
                                              data.reference_time),
-        weights=type_weights, config=config.hybrid, mf_users=data.users,
-        indexes=None)
+        weights=type_weights, config=config.hybrid, mf_users=data.users, indexes=indexes)
     timings["hybrid_setup"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     ds = build_dataset(rec, split.valid, history, max_queries=config.ranker_queries,
@@ -136,6 +137,23 @@ def train(data_dir: str | Path, out: str | Path, config: PipelineConfig | None =
     final = read_manifest(out)
     _log(f"bundle {final['version']} -> {out} ({final['timings_seconds']['total']:.1f}s)", quiet)
     return TrainResult(out, final, rec)
+
+
+def build_indexes(mf: MFModel, content: ContentModel, data: Any,
+                  config: RetrievalConfig, n_queries: int = 1000, seed: int = 0
+                  ) -> dict[str, ItemIndex]:
+    """FAISS indexes over ALS item factors and content embeddings; an approximate index tunes
+    its nprobe on real user vectors (a seeded sample of training users)."""
+    assert mf.user_factors_ is not None and mf.item_factors_ is not None
+    assert content.item_embeddings_ is not None
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(data.matrix.shape[0], min(n_queries, data.matrix.shape[0]),
+                               replace=False))
+    cf_queries = mf.user_factors_[users]
+    content_queries = content.user_vectors(data.matrix[users])
+    content_queries = content_queries[np.linalg.norm(content_queries, axis=1) > 0]
+    return {"cf": ItemIndex.build(mf.item_factors_, config, cf_queries),
+            "content": ItemIndex.build(content.item_embeddings_, config, content_queries)}
 
 
 def _valid_metrics(model: Model, valid: Any) -> dict[str, float]:
