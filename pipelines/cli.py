@@ -84,6 +84,12 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
     print(f"wrote {rows:,} rows -> {args.out}")
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from pipelines.serve import serve_command
+
+    serve_command(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
@@ -130,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--at", help="recommend as of this time (ISO 8601; default: now)")
     p.add_argument("--out", required=True, help="CSV to write (user_id, rank, item_id, score)")
+
+    from pipelines.serve import add_arguments as serve_arguments
+
+    p = add("serve", _cmd_serve, "run the HTTP API (FastAPI + uvicorn) on a bundle")
+    serve_arguments(p)
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")

@@ -199,6 +199,11 @@ class VariantCounts:
     events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STORE_EVENT_TYPES, 0))
 
 
+_INSERT_EXPOSURE = (
+    "INSERT INTO exposures (request_id, experiment, variant, unit, items, model_version, "
+    "created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING")
+
+
 class EventStore(ABC):
     """What the API needs from an event store; every write is durable when the call returns."""
 
@@ -214,6 +219,11 @@ class EventStore(ABC):
                      created_at: datetime | None = None) -> bool:
         """Record what a request served (``items`` in rank order, position = index); returns
         False if ``request_id`` was already recorded (the first record is kept)."""
+
+    def add_exposures(self, batch: Sequence[Mapping[str, Any]]) -> int:
+        """Record many exposures (keys as :meth:`add_exposure`'s arguments); returns rows
+        inserted. Stores override this to write the batch in one transaction."""
+        return sum(self.add_exposure(**dict(e)) for e in batch)
 
     @abstractmethod
     def count_events(self, *, user_id: str | None = None, event_type: str | None = None,
@@ -374,12 +384,21 @@ class SQLiteEventStore(EventStore):
         payload = json.dumps([{"item_id": item, "position": i} for i, item in enumerate(items)])
         created = _now_us() if created_at is None else to_micros(created_at)
         with self._transaction() as conn:
-            cur = conn.execute(
-                "INSERT INTO exposures (request_id, experiment, variant, unit, items, "
-                "model_version, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (request_id) DO NOTHING",
-                (request_id, experiment, variant, unit, payload, model_version, created))
+            cur = conn.execute(_INSERT_EXPOSURE, (request_id, experiment, variant, unit, payload,
+                                                  model_version, created))
         return cur.rowcount == 1
+
+    def add_exposures(self, batch: Sequence[Mapping[str, Any]]) -> int:
+        rows = [(e["request_id"], e["experiment"], e["variant"], e["unit"],
+                 json.dumps([{"item_id": item, "position": i}
+                             for i, item in enumerate(e["items"])]),
+                 e.get("model_version"),
+                 _now_us() if e.get("created_at") is None else to_micros(e["created_at"]))
+                for e in batch]
+        if not rows:
+            return 0
+        with self._transaction() as conn:
+            return int(conn.executemany(_INSERT_EXPOSURE, rows).rowcount)
 
     def count_events(self, *, user_id: str | None = None, event_type: str | None = None,
                      request_id: str | None = None) -> int:

@@ -1,0 +1,82 @@
+"""``recsys serve``: run the HTTP API under uvicorn.
+
+One worker runs ``serving.create_app(settings)`` in this process. Several workers are separate
+processes that each build their own app, so they get the settings through the environment and
+the app factory ``serving.app:app_from_env``: each loads the bundles once and writes to the
+same SQLite event store. Parallelism comes from workers; each runs single-threaded numerics
+(``recsys.threads``), so use at most one worker per core.
+
+Also runnable as ``python -m pipelines.serve --bundle runs/demo/bundle``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from recsys.errors import RecsysError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``serve`` command's arguments (for ``pipelines/cli.py``)."""
+    parser.add_argument("--bundle", help="bundle directory to serve as 'default' (overrides the "
+                        "config's bundles.default)")
+    parser.add_argument("--config", help="serving TOML (see configs/serving.toml)")
+    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="default: 8000")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn worker processes (default 1; at most one per core)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--access-log", action="store_true",
+                        help="log every request (off by default: it costs latency, and "
+                        "/metrics counts requests)")
+
+
+def serve_command(args: argparse.Namespace) -> None:
+    """Validate the settings (a bad config fails here, as one line), then run uvicorn until
+    stopped. Blocks."""
+    import uvicorn
+
+    from serving.settings import BUNDLE_ENV, CONFIG_ENV, load_settings
+
+    if args.workers < 1:
+        raise RecsysError(f"--workers must be >= 1, got {args.workers}")
+    settings = load_settings(args.config, bundle=args.bundle)
+    settings.experiments_config()     # unknown bundle names in experiments fail before start
+    for name, path in settings.bundles.items():
+        if not Path(path).is_dir():
+            raise RecsysError(f"bundle '{name}': {path} is not a directory")
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level,
+              "access_log": args.access_log, "timeout_graceful_shutdown": 30}
+    if args.workers == 1:
+        from serving.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+        return
+    # worker processes re-read the settings from the environment (paths made absolute, so a
+    # worker does not depend on the directory it starts in)
+    if args.config:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    if args.bundle:
+        os.environ[BUNDLE_ENV] = str(Path(args.bundle).resolve())
+    uvicorn.run("serving.app:app_from_env", factory=True, workers=args.workers, **common)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recsys serve", description="run the HTTP API")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        serve_command(args)
+    except RecsysError as exc:
+        print(f"recsys serve: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

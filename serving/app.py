@@ -1,0 +1,99 @@
+"""The app factory: ``create_app(settings)`` returns a FastAPI app whose lifespan loads every
+bundle once, opens the event store and starts the exposure writer.
+
+>>> # app = create_app(ServingSettings(bundles={"default": "runs/demo/bundle"}))
+>>> # uvicorn.run(app)    or, for several workers:
+>>> # RECSYS_SERVING_CONFIG=configs/serving.toml uvicorn --factory serving.app:app_from_env
+
+OpenAPI docs at ``/docs``; the endpoints are listed in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from recsys.threads import set_thread_policy
+from serving import errors
+from serving.body_limit import BodySizeLimit
+from serving.event_store import SQLiteEventStore
+from serving.exposures import ExposureWriter
+from serving.guardrails import GuardrailMonitor
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.routes import admin, events, experiments, health, recommendations
+from serving.settings import ServingSettings, settings_from_env
+from serving.state import LoadedBundle, ServingState, load_serving_bundle
+
+log = logging.getLogger(__name__)
+
+
+def build_state(settings: ServingSettings, metrics: Metrics, guardrails: GuardrailMonitor,
+                admin_key: str | None) -> ServingState:
+    """Open the store, load and warm every bundle, start the exposure writer."""
+    experiments_config = settings.experiments_config()   # ConfigError before any loading
+    settings.event_store.parent.mkdir(parents=True, exist_ok=True)
+    store = SQLiteEventStore(settings.event_store)
+    try:
+        bundles: dict[str, LoadedBundle] = {
+            name: load_serving_bundle(name, path, store, settings.warmup_requests)
+            for name, path in settings.bundles.items()}
+    except BaseException:
+        store.close()
+        raise
+    ex = settings.exposures
+    writer = ExposureWriter(store, max_queue=ex.max_queue, max_batch=ex.max_batch,
+                            flush_interval_s=ex.flush_interval_ms / 1000.0,
+                            synchronous=ex.mode == "synchronous",
+                            on_result=lambda result, n: metrics.exposures.labels(result).inc(n))
+    writer.start()
+    metrics.watch_queue(lambda: writer.pending)
+    return ServingState(settings=settings, bundles=bundles, experiments=experiments_config,
+                        store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
+                        admin_key=admin_key)
+
+
+def create_app(settings: ServingSettings) -> FastAPI:
+    """A new app for ``settings``; nothing is loaded until the lifespan starts."""
+    metrics = Metrics()
+    guardrails = GuardrailMonitor(settings.guardrails)
+    metrics.watch_guardrails(guardrails)
+    admin_key = settings.admin.resolve_key()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        set_thread_policy("serve")
+        # blocking on purpose: uvicorn accepts connections only after start-up, so no request
+        # can arrive before the bundles are in memory
+        state = build_state(settings, metrics, guardrails, admin_key)
+        app.state.serving = state
+        state.start_erasure_poll(settings.erasure_poll_s)
+        state.ready = True
+        log.info("ready: %s", ", ".join(f"{n}={b.version}" for n, b in state.bundles.items()))
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(title="recsys", version="1", lifespan=lifespan,
+                  summary="Hybrid e-commerce recommendations, events and A/B experiments")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.serving = None
+    errors.install(app)
+    for module in (recommendations, events, experiments, admin, health):
+        app.include_router(module.router)
+    # the last added is outermost: metrics see every answer, 413s included; sizes are checked
+    # before any parsing
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, guardrails=guardrails,
+                       guarded_path=recommendations.RECOMMENDATIONS_PATH)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory serving.app:app_from_env`` (one call per worker):
+    settings from ``RECSYS_SERVING_CONFIG`` and/or ``RECSYS_SERVING_BUNDLE``."""
+    return create_app(settings_from_env())

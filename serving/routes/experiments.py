@@ -1,0 +1,59 @@
+"""``GET /v1/experiments`` and ``GET /v1/experiments/{name}``: definitions and live counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from serving.deps import StateDep
+from serving.experiments import Experiment
+from serving.schemas import (
+    ExperimentDetail,
+    ExperimentList,
+    ExperimentOut,
+    GuardrailCheckOut,
+    VariantLiveOut,
+    VariantOut,
+)
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+def _definition(exp: Experiment) -> ExperimentOut:
+    return ExperimentOut(name=exp.name, salt=exp.salt, traffic=exp.traffic, unit=exp.unit,
+                         active=exp.active,
+                         variants=[VariantOut(name=v.name, weight=v.weight, bundle=v.bundle,
+                                              pipeline=v.pipeline) for v in exp.variants])
+
+
+@router.get("", response_model=ExperimentList)
+async def list_experiments(state: StateDep) -> ExperimentList:
+    """Every configured experiment (active or not), in config order."""
+    return ExperimentList(experiments=[_definition(e) for e in state.experiments.experiments])
+
+
+@router.get("/{name}", response_model=ExperimentDetail,
+            responses={404: {"description": "unknown experiment"}})
+def experiment(name: str, state: StateDep) -> ExperimentDetail:
+    """The definition, and per variant: distinct units, exposures and attributed events from
+    the store (all workers), and this process's live guardrails (p99 latency, fallback rate).
+
+    Exposures still queued in this process are written first, so counts include requests
+    answered just before.
+    """
+    try:
+        exp = state.experiments.get(name)
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.args[0]) from None
+    state.exposures.flush(timeout=2.0)
+    stored = state.store.experiment_counts(name)
+    counts = {}
+    for v in exp.variants:
+        c = stored.get(v.name)
+        live = state.guardrails.status(f"{exp.name}/{v.name}")
+        counts[v.name] = VariantLiveOut(
+            units=c.units if c else 0, exposures=c.exposures if c else 0,
+            events=dict(c.events) if c else {}, window_requests=live.requests,
+            window_errors=live.errors,
+            guardrails=[GuardrailCheckOut(name=ch.name, value=ch.value, threshold=ch.threshold,
+                                          passed=ch.passed) for ch in live.checks])
+    return ExperimentDetail(**_definition(exp).model_dump(), counts=counts)

@@ -1,0 +1,37 @@
+"""``/healthz`` (the process answers), ``/readyz`` (bundles loaded) and ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.schemas import HealthOut, ReadyOut
+from serving.state import ServingState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut)
+async def healthz() -> HealthOut:
+    """Liveness: 200 while the process serves HTTP, even before the bundles are loaded."""
+    return HealthOut(status="ok")
+
+
+@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
+async def readyz(request: Request) -> ReadyOut | JSONResponse:
+    """Readiness: 200 once every bundle is loaded and the exposure writer runs; 503 before,
+    during shutdown, or when the writer has died."""
+    state: ServingState | None = getattr(request.app.state, "serving", None)
+    if state is None or not state.ready or not state.exposures.alive:
+        body = ReadyOut(status="not ready", bundles={} if state is None else {
+            n: b.version for n, b in state.bundles.items()})
+        return JSONResponse(body.model_dump(), status_code=503)
+    return ReadyOut(status="ready", bundles={n: b.version for n, b in state.bundles.items()})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: this app instance's registry."""
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,59 @@
+"""``POST /v1/recommendations`` and ``GET /v1/items/{item_id}/similar``.
+
+Plain ``def`` handlers: the work is CPU-bound numpy/FAISS/LightGBM (~1-15 ms), so FastAPI runs
+them in its threadpool and the event loop stays free to accept and parse other requests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+
+from serving import service
+from serving.deps import StateDep
+from serving.limits import k_errors, recommendation_errors
+from serving.metrics import FALLBACK_KEY, VARIANT_KEY
+from serving.schemas import RecommendationRequest, RecommendationResponse, SimilarItemsResponse
+from serving.settings import DEFAULT_BUNDLE
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+RECOMMENDATIONS_PATH = "/v1/recommendations"
+
+
+@router.post("/recommendations", response_model=RecommendationResponse,
+             responses={422: {"description": "malformed request or over a limit"}})
+def recommendations(body: RecommendationRequest, request: Request,
+                    state: StateDep) -> RecommendationResponse:
+    """Top-k items for a user or an anonymous session, with reasons.
+
+    The experiment variant (if the user or session falls in an active experiment) picks the
+    bundle and pipeline; the exposure is logged for the experiment readout. Unknown cart or
+    viewed items are ignored and listed in ``warnings``; an unknown user gets the
+    popularity/context fallback with ``fallback: true``.
+    """
+    errors = recommendation_errors(body, state.settings.limits)
+    if errors:
+        raise RequestValidationError(errors)
+    arm, response = service.recommend(state, body)
+    setattr(request.state, VARIANT_KEY, arm.label)
+    setattr(request.state, FALLBACK_KEY, response.fallback)
+    return response
+
+
+@router.get("/items/{item_id}/similar", response_model=SimilarItemsResponse,
+            responses={404: {"description": "unknown item"}})
+def similar_items(item_id: str, state: StateDep,
+                  k: Annotated[int, Query(ge=1, description="1..max_k (100)")] = 10
+                  ) -> SimilarItemsResponse:
+    """Items like ``item_id`` (content and CF similarity), in stock; for product pages."""
+    errors = k_errors(k, state.settings.limits)
+    if errors:
+        raise RequestValidationError(errors)
+    bundle = state.bundles[DEFAULT_BUNDLE]
+    rec = bundle.recommender
+    if item_id not in rec.items:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown item_id {item_id!r}")
+    return SimilarItemsResponse(item_id=item_id, model_version=bundle.version,
+                                items=service.items_out(rec.similar_items(item_id, k)))

@@ -1,0 +1,147 @@
+"""What a running app holds: the loaded bundles and everything the routes share.
+
+One :class:`ServingState` per app instance, built by the lifespan (``serving.app``) and reached
+by routes through ``deps.StateDep``. Bundles are replaced, never edited in place (apart from the
+copy-on-write erasures of :mod:`serving.privacy`): a reload loads the new Recommender fully, then
+swaps the dict entry in one assignment; a request that already looked up the old bundle keeps
+using it to the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recsys.recommender import Recommender, Request, load_recommender
+from serving.event_store import EventStore
+from serving.experiments import ExperimentsConfig
+from serving.exposures import ExposureWriter
+from serving.guardrails import GuardrailMonitor
+from serving.metrics import Metrics
+from serving.privacy import Erased, ErasureTracker
+from serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedBundle:
+    """A bundle ready to serve: its Recommender, manifest and erasure bookkeeping."""
+
+    name: str
+    path: Path
+    recommender: Recommender
+    manifest: dict[str, Any]
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    erasures: ErasureTracker = field(default_factory=ErasureTracker)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+def warm_up(rec: Recommender, n: int) -> None:
+    """Run a few requests (known users, an anonymous one, a baseline) so that lazy
+    initialisation (LightGBM, FAISS, numpy paths) is paid before real traffic."""
+    if n <= 0:
+        return
+    users = [str(u) for u in rec.history.users.external_ids[:n]]
+    for user in [*users, None]:
+        rec.recommend(Request(user_id=user, k=10))
+    rec.variant("popularity").recommend(Request(k=10))
+    if len(rec.items):
+        rec.similar_items(str(rec.items.external_ids[0]), k=10)
+
+
+def load_serving_bundle(name: str, path: str | Path, store: EventStore, warmup: int = 5
+                        ) -> LoadedBundle:
+    """Load, apply every erasure recorded so far, warm up. Raises BundleError when broken."""
+    started = time.perf_counter()
+    rec, manifest = load_recommender(path)
+    bundle = LoadedBundle(name, Path(path), rec, manifest)
+    bundle.erasures.apply(rec, store)
+    warm_up(rec, warmup)
+    log.info("bundle %s %s loaded from %s in %.2fs", name, bundle.version, path,
+             time.perf_counter() - started)
+    return bundle
+
+
+class ServingState:
+    """Shared by every request of one app instance."""
+
+    def __init__(self, *, settings: ServingSettings, bundles: dict[str, LoadedBundle],
+                 experiments: ExperimentsConfig, store: EventStore, exposures: ExposureWriter,
+                 metrics: Metrics, guardrails: GuardrailMonitor, admin_key: str | None) -> None:
+        self.settings = settings
+        self.bundles = bundles
+        self.experiments = experiments
+        self.store = store
+        self.exposures = exposures
+        self.metrics = metrics
+        self.guardrails = guardrails
+        self.admin_key = admin_key
+        self.ready = False
+        self.reload_lock = threading.Lock()     # one reload at a time
+        # store erasure + in-memory erasure + bundle swap: never interleaved, so a bundle
+        # swapped in during an erasure still gets it
+        self._erasure_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        for b in bundles.values():
+            metrics.set_model(b.name, b.version)
+
+    def swap(self, new: LoadedBundle) -> LoadedBundle:
+        """Replace the bundle called ``new.name``; returns the old one."""
+        with self._erasure_lock:
+            new.erasures.apply(new.recommender, self.store)   # erasures made while loading
+            old = self.bundles[new.name]
+            self.bundles[new.name] = new      # one assignment: atomic for readers
+        self.metrics.set_model(new.name, new.version, previous=old.version)
+        return old
+
+    def erase_user(self, user_id: str) -> tuple[dict[str, int], dict[str, Erased]]:
+        """Erase the user from the store (audited) and from every loaded bundle."""
+        with self._erasure_lock:
+            # queued exposures of this user must land before the delete, not after it
+            self.exposures.flush()
+            counts = self.store.delete_user(user_id)
+            erased = {}
+            for name, bundle in self.bundles.items():
+                done = bundle.erasures.apply(bundle.recommender, self.store)
+                if user_id in done:
+                    erased[name] = done[user_id]
+        return counts, erased
+
+    def sync_erasures(self) -> None:
+        """Apply erasures other processes (uvicorn workers) recorded in the store."""
+        with self._erasure_lock:
+            for bundle in list(self.bundles.values()):
+                bundle.erasures.apply(bundle.recommender, self.store)
+
+    def start_erasure_poll(self, interval_s: float) -> None:
+        if interval_s <= 0:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.sync_erasures()
+                except Exception:  # keep polling; the next round retries
+                    log.exception("applying erasures from the audit log failed")
+
+        self._poller = threading.Thread(target=run, name="erasure-poll", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        """Stop the poller, write queued exposures, close the store."""
+        self.ready = False
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(5.0)
+        self.exposures.close()
+        self.store.close()
