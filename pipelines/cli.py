@@ -84,6 +84,18 @@ def _cmd_recommend(args: argparse.Namespace) -> None:
     print(f"wrote {rows:,} rows -> {args.out}")
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from pipelines.evaluate import evaluate_command
+
+    evaluate_command(args)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from pipelines.gate import gate_command
+
+    return gate_command(args)
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from pipelines.serve import serve_command
 
@@ -103,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], None], help_: str
+    def add(name: str, func: Callable[[argparse.Namespace], int | None], help_: str
             ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
@@ -137,7 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="recommend as of this time (ISO 8601; default: now)")
     p.add_argument("--out", required=True, help="CSV to write (user_id, rank, item_id, score)")
 
+    from pipelines.cli_args import add_evaluate_arguments, add_gate_arguments
     from pipelines.serve import add_arguments as serve_arguments
+
+    p = add("evaluate", _cmd_evaluate, "offline evaluation report: hybrid vs baselines on the "
+            "test split, with intervals, segments and an HTML report")
+    add_evaluate_arguments(p)
+
+    p = add("gate", _cmd_gate, "deployment gate: pass (exit 0) or fail (exit 1) a candidate "
+            "bundle against the champion")
+    add_gate_arguments(p)
 
     p = add("serve", _cmd_serve, "run the HTTP API (FastAPI + uvicorn) on a bundle")
     serve_arguments(p)
@@ -172,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except RecsysError as exc:
         if args.debug:
             raise
@@ -181,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":
