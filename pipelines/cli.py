@@ -105,7 +105,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
-    run_demo(Path(args.out), users=args.users, items=args.items, days=args.days, seed=args.seed)
+    run_demo(Path(args.out), users=args.users, items=args.items, days=args.days, seed=args.seed,
+             serve=args.serve, host=args.host, port=args.port, simulate_users=args.simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,13 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("demo", _cmd_demo, "generate the default synthetic shop, validate it, split it and "
-            "print the summary")
+    p = add("demo", _cmd_demo, "the whole product on the built-in synthetic shop: generate, "
+            "validate, split, train, evaluate (HTML report), serve with an A/B experiment")
     p.add_argument("--out", default="runs/demo", help="working directory (default: runs/demo)")
     p.add_argument("--users", type=int, default=3000)
     p.add_argument("--items", type=int, default=1500)
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-serve", dest="serve", action="store_false",
+                   help="stop after the evaluation report instead of serving")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--simulate", type=int, default=0, metavar="USERS",
+                   help="run simulated shoppers against the server, then print the A/B readout")
 
     p = add("generate", _cmd_generate, "generate a synthetic shop (events, items, ground truth)")
     p.add_argument("--out", required=True, help="output dataset directory")

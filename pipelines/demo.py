@@ -1,17 +1,21 @@
 """``recsys demo``: the main job on the built-in synthetic shop, end to end.
 
-generate -> validate -> split -> train (popularity, ALS, content model, ranker) -> bundle.
-Later steps are added here as they land, so the README's first command always runs the whole
-product.
+generate -> validate -> split -> train (popularity, ALS, content model, ranker) -> evaluate
+(HTML report) -> serve the bundle with a two-variant experiment (popularity vs hybrid). With
+``--simulate N``, simulated shoppers first use the running server over HTTP and the experiment
+readout is printed. The server then runs until Ctrl-C (``--no-serve`` stops after the report).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from pipelines.prepare import print_lines, split_dir, validate_dir
 from recsys.data.split import summary_lines
+
+SERVING_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "serving.toml"
 
 
 def _step(n: int, total: int, what: str) -> float:
@@ -20,10 +24,11 @@ def _step(n: int, total: int, what: str) -> float:
 
 
 def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
-             seed: int = 42) -> None:
+             seed: int = 42, serve: bool = True, host: str = "127.0.0.1", port: int = 8000,
+             simulate_users: int = 0) -> None:
     from recsys.data.synthetic import ShopConfig, generate_shop
 
-    total = 4
+    total = 6 if serve else 5
     data_dir = out / "data"
     t = _step(1, total, f"generating the synthetic shop ({users:,} users, {items:,} items, "
                         f"{days} days, seed {seed}) -> {data_dir}")
@@ -31,11 +36,11 @@ def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
     shop.save(data_dir)
     print(f"      {len(shop.events):,} events in {time.perf_counter() - t:.1f}s")
 
-    t = _step(2, total, "validating")
+    _step(2, total, "validating")
     dataset = validate_dir(data_dir)
     print_lines(["      " + line for line in dataset.report.lines()])
 
-    t = _step(3, total, "splitting by time (70/15/15)")
+    _step(3, total, "splitting by time (70/15/15)")
     summary = split_dir(data_dir, dataset=dataset)
     print_lines(["      " + line for line in summary_lines(summary)])
 
@@ -44,4 +49,63 @@ def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
     bundle_dir = out / "bundle"
     _step(4, total, f"training -> {bundle_dir}")
     result = train(data_dir, bundle_dir)
-    print(f"done: data in {data_dir}, bundle {result.manifest['version']} in {bundle_dir}")
+
+    from pipelines.evaluate import evaluate
+
+    report_dir = out / "report"
+    _step(5, total, f"evaluating hybrid vs popularity, ALS, content on the test split "
+                    f"-> {report_dir}")
+    evaluate(data_dir, bundle_dir, report_dir=report_dir, n_resamples=500, quiet=True)
+    print(f"      report: {report_dir / 'report.html'} (also metrics.json, summary.md)")
+    print(f"      bundle {result.manifest['version']}")
+    if serve:
+        _step(6, total, f"serving {bundle_dir} with the experiment in {SERVING_CONFIG.name}")
+        _serve(out, bundle_dir, data_dir, host=host, port=port, simulate_users=simulate_users)
+
+
+def _serve(out: Path, bundle_dir: Path, data_dir: Path, *, host: str, port: int,
+           simulate_users: int) -> None:
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.settings import load_settings
+
+    settings = load_settings(SERVING_CONFIG, bundle=bundle_dir).model_copy(
+        update={"event_store": out / "events.db"})
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.1)
+    if not thread.is_alive():
+        print(f"      the server did not start (is port {port} in use? try --port)")
+        return
+    url = f"http://{host}:{port}"
+    print(f"      API at {url} (OpenAPI docs: {url}/docs); events in {out / 'events.db'}")
+    print("      try:")
+    print(f"        curl -s -X POST {url}/v1/recommendations -H 'content-type: "
+          "application/json' \\\n          -d '{\"user_id\": \"u000001\", \"context\": "
+          "{\"cart\": [\"i00001\"]}, \"k\": 5}'")
+    print(f"        curl -s {url}/v1/experiments/popularity-vs-hybrid")
+    if simulate_users:
+        _simulate(url, data_dir, out, simulate_users)
+    print("      serving until Ctrl-C", flush=True)
+    try:
+        while thread.is_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _simulate(url: str, data_dir: Path, out: Path, users: int) -> None:
+    from pipelines.simulate import run_simulation
+
+    print(f"      simulating {users:,} shoppers for 7 days against {url} ...", flush=True)
+    summary = run_simulation(url, data_dir, users=users, days=7, seed=1)
+    print(f"      {summary}")
+    from pipelines.experiment import print_readout
+
+    print_readout("popularity-vs-hybrid", out / "events.db", SERVING_CONFIG,
+                  out / "experiment_report")

@@ -35,8 +35,9 @@ class RankerDataset:
 def sample_queries(window: pd.DataFrame, *, max_queries: int, seed: int) -> pd.DataFrame:
     """One query per session (sampled down to ``max_queries``), in time order.
 
-    ``t`` is the time of a random event of the session other than the first when the session
-    spans several timestamps (so there is context before it), else the session's time.
+    Half the sessions (seeded) are queried at their start, with no session context, as a home
+    page or an e-mail would ask; the others at a random later event, with the session so far as
+    context (as a product or cart page would ask), when the session spans several timestamps.
     """
     frame = window[[C.USER_ID, C.TIMESTAMP, C.SESSION_ID]].copy()
     frame[C.USER_ID] = frame[C.USER_ID].astype(str)
@@ -47,9 +48,12 @@ def sample_queries(window: pd.DataFrame, *, max_queries: int, seed: int) -> pd.D
     rng = np.random.default_rng(seed)
     frame["r"] = rng.random(len(frame))
     first = frame.groupby("key")["t"].transform("min")
-    later = frame[frame["t"] > first]
+    mid_session = frame["key"].map(
+        pd.Series(rng.random(frame["key"].nunique()) < 0.5, index=frame["key"].unique()))
+    later = frame[(frame["t"] > first) & mid_session]
     pick_later = later.loc[later.groupby("key")["r"].idxmax()]
-    single = frame[~frame["key"].isin(pick_later["key"])].drop_duplicates("key")
+    single = (frame[~frame["key"].isin(pick_later["key"])].sort_values("t", kind="stable")
+              .drop_duplicates("key"))
     queries = pd.concat([pick_later, single])[["key", C.USER_ID, "t"]]
     if len(queries) > max_queries:
         queries = queries.sample(max_queries, random_state=seed)
