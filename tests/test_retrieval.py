@@ -252,3 +252,19 @@ def test_search_leaves_thread_settings_alone(ivf: ItemIndex,
     before = faiss.omp_get_max_threads()
     ivf.search(data[2][:5], 10, allowed=np.ones(ivf.n_items, dtype=bool))
     assert faiss.omp_get_max_threads() == before
+
+
+def test_mild_filter_is_post_filtered_and_exact_enough(ivf: ItemIndex,
+                                                       data: tuple[np.ndarray, ...]) -> None:
+    """A mask allowing ~95% of items (stock and already-bought rules) takes the unfiltered
+    search + post-filter path: never a disallowed id, recall still at target."""
+    items, _, held_out = data
+    rng = np.random.default_rng(5)
+    allowed = rng.random(len(items)) < 0.95
+    assert allowed.mean() >= ivf.config.postfilter_share
+    ids, _ = ivf.search(held_out, 200, allowed=allowed)
+    assert (ids >= 0).all() and allowed[ids].all()
+    scores = held_out @ items.T
+    scores[:, ~allowed] = -np.inf
+    truth = np.argsort(-scores, axis=1)[:, :200]
+    assert recall_at(ids, truth) >= ivf.config.target_recall
