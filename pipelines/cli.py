@@ -102,6 +102,21 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     serve_command(args)
 
 
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from pipelines.simulate import simulate_command
+
+    simulate_command(args)
+
+
+def _cmd_experiment(args: argparse.Namespace) -> None:
+    from pipelines.experiment import experiment_plan_command, experiment_report_command
+
+    if args.action == "report":
+        experiment_report_command(args)
+    else:
+        experiment_plan_command(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
@@ -169,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("serve", _cmd_serve, "run the HTTP API (FastAPI + uvicorn) on a bundle")
     serve_arguments(p)
+
+    from pipelines.experiment import add_plan_arguments, add_report_arguments
+    from pipelines.simulate import add_arguments as simulate_arguments
+
+    p = add("simulate", _cmd_simulate, "drive a running API with simulated shoppers from a "
+            "synthetic shop's ground truth (impressions, clicks, carts, purchases)")
+    simulate_arguments(p)
+
+    p = add("experiment", _cmd_experiment, "A/B experiment readout and sample-size planning")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_report_arguments(actions.add_parser(
+        "report", help="readout of an experiment from the event store (HTML + JSON)"))
+    add_plan_arguments(actions.add_parser(
+        "plan", help="units needed per variant for a baseline rate and an MDE"))
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")

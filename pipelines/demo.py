@@ -100,12 +100,11 @@ def _serve(out: Path, bundle_dir: Path, data_dir: Path, *, host: str, port: int,
 
 
 def _simulate(url: str, data_dir: Path, out: Path, users: int) -> None:
-    from pipelines.simulate import run_simulation
+    from pipelines.cli import main
 
     print(f"      simulating {users:,} shoppers for 7 days against {url} ...", flush=True)
-    summary = run_simulation(url, data_dir, users=users, days=7, seed=1)
-    print(f"      {summary}")
-    from pipelines.experiment import print_readout
-
-    print_readout("popularity-vs-hybrid", out / "events.db", SERVING_CONFIG,
-                  out / "experiment_report")
+    main(["simulate", "--server", url, "--data", str(data_dir), "--users", str(users),
+          "--days", "7", "--seed", "1"])
+    main(["experiment", "report", "popularity-vs-hybrid", "--config", str(SERVING_CONFIG),
+          "--store", str(out / "events.db"), "--server", url,
+          "--out", str(out / "experiment_report")])

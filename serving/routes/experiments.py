@@ -1,6 +1,9 @@
-"""``GET /v1/experiments`` and ``GET /v1/experiments/{name}``: definitions and live counts."""
+"""``GET /v1/experiments``, ``GET /v1/experiments/{name}`` (definitions and live counts) and
+``GET /v1/experiments/{name}/results`` (the statistical readout)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
@@ -57,3 +60,31 @@ def experiment(name: str, state: StateDep) -> ExperimentDetail:
             guardrails=[GuardrailCheckOut(name=ch.name, value=ch.value, threshold=ch.threshold,
                                           passed=ch.passed) for ch in live.checks])
     return ExperimentDetail(**_definition(exp).model_dump(), counts=counts)
+
+
+@router.get("/{name}/results", responses={404: {"description": "unknown experiment"}})
+def experiment_results(name: str, state: StateDep) -> dict[str, Any]:
+    """The statistical readout from the stored exposures and events: per variant units,
+    impressions, clicks, CTR, add-to-cart and conversion rates, revenue per unit, AOV; lift vs
+    control with 95% intervals and p-values, SRM check, always-valid (mSPRT) p-values per day,
+    CUPED-adjusted revenue, guardrails (this process's live p99 latency and fallback rate).
+
+    Reads every event of the experiment: meant for dashboards polling every few minutes, not
+    per request.
+    """
+    from evaluation.experiment_readout import experiment_results as readout
+    from evaluation.experiment_stats import GuardrailThresholds
+
+    try:
+        exp = state.experiments.get(name)
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, exc.args[0]) from None
+    state.exposures.flush(timeout=2.0)
+    observed = {}
+    for v in exp.variants:
+        checks = state.guardrails.status(f"{exp.name}/{v.name}").checks
+        if checks:
+            observed[v.name] = {ch.name: ch.value for ch in checks}
+    g = state.settings.guardrails
+    return readout(state.store, exp, guardrails=observed or None,
+                   thresholds=GuardrailThresholds(g.latency_p99_ms, g.fallback_rate))

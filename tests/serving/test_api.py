@@ -514,3 +514,27 @@ def test_synchronous_exposures(make_settings: Any) -> None:
         store = c.app.state.serving.store  # type: ignore[attr-defined]
         counts = store.experiment_counts(EXPERIMENT["name"])
         assert sum(v.exposures for v in counts.values()) == 1
+
+
+def test_experiment_results_endpoint(client: TestClient) -> None:
+    """The readout route: per-variant units and clicks from the stored log, lift rows, SRM."""
+    items_by_user = {}
+    for n in range(60):
+        user = f"reader-{n}"
+        served = client.post("/v1/recommendations", json={"user_id": user, "k": 3}).json()
+        items_by_user[user] = (served["request_id"], served["items"][0]["item_id"])
+    events = [event(f"imp-{u}", user_id=u, item_id=i, request_id=r, position=0,
+                    event_type="impression") for u, (r, i) in items_by_user.items()]
+    events += [event(f"clk-{u}", user_id=u, item_id=i, request_id=r, position=0)
+               for k, (u, (r, i)) in enumerate(items_by_user.items()) if k % 3 == 0]
+    assert client.post("/v1/events", json={"events": events}).status_code == 202
+    r = client.get(f"/v1/experiments/{EXPERIMENT['name']}/results")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    summary = body["summary"]
+    assert summary["control"]["units"] + summary["treatment"]["units"] == 60
+    assert summary["control"]["impressions"] + summary["treatment"]["impressions"] == 60
+    assert summary["control"]["clicks"] + summary["treatment"]["clicks"] == 20
+    assert {row["metric"] for row in body["lift"]} >= {"ctr", "revenue_per_unit"}
+    assert "srm" in body
+    assert client.get("/v1/experiments/nope/results").status_code == 404
