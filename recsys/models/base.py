@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.data.idmap import IdMap
-from recsys.errors import DataError, NotFittedError
+from recsys.errors import BundleError, DataError, NotFittedError
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,21 @@ class Model(ABC):
             scores[:, np.asarray(filter_items, dtype=np.int64)] = -np.inf
         ids, vals = top_k(scores, k)
         return (ids[0], vals[0]) if scalar else (ids, vals)
+
+
+def read_params(directory: Path, name: str, format_version: int, what: str
+                ) -> tuple[dict[str, Any], Path]:
+    """The JSON params and the npz path written by a model's ``save`` (``name.json``,
+    ``name.npz``), after checking both exist and the format version matches."""
+    params_path, arrays_path = directory / f"{name}.json", directory / f"{name}.npz"
+    for path in (params_path, arrays_path):
+        if not path.is_file():
+            raise BundleError(f"{path}: missing {what} file")
+    params: dict[str, Any] = json.loads(params_path.read_text())
+    if params.get("format_version") != format_version:
+        raise BundleError(f"{params_path}: format_version {params.get('format_version')!r} "
+                          f"(expected {format_version})")
+    return params, arrays_path
 
 
 def write_params(directory: Path, name: str, params: dict[str, Any]) -> str:

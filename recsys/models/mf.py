@@ -13,7 +13,6 @@ stream instead of replaying the first epoch's samples.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import warnings
@@ -27,9 +26,9 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from recsys.configfile import StrictModel, parse_config
-from recsys.errors import BundleError, DataError
+from recsys.errors import DataError
 from recsys.metrics import ndcg_at_k, recall_at_k
-from recsys.models.base import Model, TrainingData, ValidationData, top_k, write_params
+from recsys.models.base import Model, TrainingData, ValidationData, read_params, top_k, write_params
 from recsys.threads import training_threads
 
 _FORMAT_VERSION = 1
@@ -355,15 +354,9 @@ class MFModel(Model):
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         directory = Path(directory)
-        params_path, arrays_path = directory / f"{cls.name}.json", directory / f"{cls.name}.npz"
-        for path in (params_path, arrays_path):
-            if not path.is_file():
-                raise BundleError(f"{path}: missing MF model file")
-        params = json.loads(params_path.read_text())
-        if params.get("format_version") != _FORMAT_VERSION:
-            raise BundleError(f"{params_path}: format_version {params.get('format_version')!r} "
-                              f"(expected {_FORMAT_VERSION})")
-        model = cls(parse_config(MFConfig, params["config"], str(params_path)))
+        params, arrays_path = read_params(directory, cls.name, _FORMAT_VERSION, "MF model")
+        source = str(arrays_path.with_suffix(".json"))
+        model = cls(parse_config(MFConfig, params["config"], source))
         with np.load(arrays_path, allow_pickle=False) as npz:
             model._set_factors(npz["user_factors"], npz["item_factors"], copy=False)
         model.history_ = list(params.get("history", []))

@@ -11,7 +11,6 @@ than a view), so "popular" means "much interacted with, weighted by funnel depth
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal, Self
 
@@ -23,8 +22,8 @@ from pydantic import Field
 from recsys import columns as C
 from recsys.configfile import StrictModel, parse_config
 from recsys.data.interactions import InteractionConfig, event_weights
-from recsys.errors import BundleError, ConfigError, DataError
-from recsys.models.base import Model, TrainingData, ValidationData, top_k, write_params
+from recsys.errors import ConfigError, DataError
+from recsys.models.base import Model, TrainingData, ValidationData, read_params, top_k, write_params
 
 Mode = Literal["all_time", "recent", "category"]
 PopularityKind = Literal["all_time", "recent", "category_share", "trend"]
@@ -212,15 +211,9 @@ class PopularityModel(Model):
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         directory = Path(directory)
-        params_path, arrays_path = directory / f"{cls.name}.json", directory / f"{cls.name}.npz"
-        for path in (params_path, arrays_path):
-            if not path.is_file():
-                raise BundleError(f"{path}: missing popularity model file")
-        params = json.loads(params_path.read_text())
-        if params.get("format_version") != _FORMAT_VERSION:
-            raise BundleError(f"{params_path}: format_version {params.get('format_version')!r} "
-                              f"(expected {_FORMAT_VERSION})")
-        model = cls(parse_config(PopularityConfig, params["config"], str(params_path)))
+        params, arrays_path = read_params(directory, cls.name, _FORMAT_VERSION, "popularity model")
+        source = str(arrays_path.with_suffix(".json"))
+        model = cls(parse_config(PopularityConfig, params["config"], source))
         with np.load(arrays_path, allow_pickle=False) as npz:
             model.all_time_ = npz["all_time"]
             model.recent_ = npz["recent"]
