@@ -109,18 +109,20 @@ class HistoryIndex:
         return UserEvents(self.items[s], self.types[s], self.times[s], self.quantity[s],
                           self.price[s])
 
-    def drop_user(self, user_id: str) -> bool:
-        """Forget a user's history in memory (privacy delete); True if the user was known."""
+    def without_user(self, user_id: str) -> HistoryIndex:
+        """A copy with ``user_id``'s events removed (privacy erasure). The original is left
+        untouched, so requests reading it concurrently are never half-way through a change;
+        the caller swaps the reference. The user keeps an (empty) slot in the id map."""
         if user_id not in self.users:
-            return False
+            return self
         u = int(self.users.to_internal([user_id])[0])
         lo, hi = int(self.offsets[u]), int(self.offsets[u + 1])
         keep = np.ones(len(self.items), dtype=bool)
         keep[lo:hi] = False
-        for name in ("items", "types", "times", "quantity", "price"):
-            setattr(self, name, getattr(self, name)[keep])
-        self.offsets[u + 1:] -= hi - lo
-        return True
+        offsets = self.offsets.copy()
+        offsets[u + 1:] -= hi - lo
+        return HistoryIndex(self.users, offsets, self.items[keep], self.types[keep],
+                            self.times[keep], self.quantity[keep], self.price[keep])
 
     def save(self, directory: Path) -> list[str]:
         np.savez(directory / "history.npz", allow_pickle=False, **self.users.to_arrays("user"),

@@ -24,7 +24,6 @@ comes back with new events; the store's new events of that user are unaffected.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from recsys.recommender import Recommender
@@ -45,10 +44,7 @@ def erase_user(rec: Recommender, user_id: str) -> Erased:
     """Drop ``user_id``'s history (copy-on-write) and zero their ALS factor row."""
     had_history = len(rec.history.slice(user_id)) > 0
     if had_history:
-        history = copy.copy(rec.history)
-        history.offsets = rec.history.offsets.copy()   # drop_user edits offsets in place
-        history.drop_user(user_id)
-        rec.history = history
+        rec.history = rec.history.without_user(user_id)   # copy-on-write, one assignment
     had_factors = False
     factors = rec.mf.user_factors_
     if rec.mf_users is not None and user_id in rec.mf_users and factors is not None:

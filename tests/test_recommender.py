@@ -135,3 +135,16 @@ def test_ivf_on_real_vectors_matches_exact(rec: Recommender) -> None:
     got = np.take_along_axis(held_out @ rec.cf_vectors.T, got_ids, axis=1)
     truth = -np.sort(-(held_out @ rec.cf_vectors.T), axis=1)[:, :50]
     assert score_recall(got, truth) >= 0.9
+
+
+def test_history_without_user_leaves_the_original_untouched(rec: Recommender) -> None:
+    history = rec.history
+    lengths = np.diff(history.offsets)
+    user = str(history.users.external_ids[int(np.argmax(lengths))])
+    other = str(history.users.external_ids[int(np.argmin(lengths))])
+    before_other = history.slice(other)
+    erased = history.without_user(user)
+    assert len(erased.slice(user)) == 0 and len(history.slice(user)) == lengths.max()
+    np.testing.assert_array_equal(erased.slice(other).items, before_other.items)
+    assert len(erased.items) == len(history.items) - lengths.max()
+    assert history.without_user("nobody") is history
