@@ -158,13 +158,4 @@ def build_indexes(mf: MFModel, content: ContentModel, data: Any,
 
 def _valid_metrics(model: Model, valid: Any) -> dict[str, float]:
     """NDCG@10 and recall@20 on the validation users, the same way for every model."""
-    from recsys.metrics import ndcg_at_k, recall_at_k
-
-    recs = []
-    for lo in range(0, len(valid.userids), 1024):
-        ids = valid.userids[lo:lo + 1024]
-        r, _ = model.recommend(ids, valid.history[ids], k=20)
-        recs.append(r)
-    all_recs = np.vstack(recs)
-    return {"ndcg@10": round(ndcg_at_k(all_recs, valid.relevant, 10), 5),
-            "recall@20": round(recall_at_k(all_recs, valid.relevant, 20), 5)}
+    return {name: round(value, 5) for name, value in model.validation_metrics(valid).items()}

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from recsys import columns as C
 from recsys.data.idmap import IdMap
 from recsys.errors import BundleError, DataError, NotFittedError
+from recsys.metrics import ndcg_at_k, recall_at_k
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,23 @@ class Model(ABC):
     def _check_fitted(self, attr: str) -> None:
         if getattr(self, attr, None) is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load()")
+
+    def validation_metrics(self, valid: ValidationData,
+                           metrics: dict[str, tuple[str, int]] | None = None,
+                           batch: int = 1024) -> dict[str, float]:
+        """Ranking metrics of :meth:`recommend` on the validation users (train history
+        filtered), scored in batches so memory stays bounded. ``metrics`` maps a name to
+        (``"ndcg"`` | ``"recall"``, cut-off); default NDCG@10 and recall@20, which the bundle
+        manifest reports for every model."""
+        metrics = metrics or {"ndcg@10": ("ndcg", 10), "recall@20": ("recall", 20)}
+        k = max(cut for _, cut in metrics.values())
+        recs = [self.recommend(valid.userids[lo:lo + batch],
+                               valid.history[valid.userids[lo:lo + batch]], k=k)[0]
+                for lo in range(0, len(valid.userids), batch)]
+        ranked = np.vstack(recs) if recs else np.zeros((0, k), dtype=np.int64)
+        fns = {"ndcg": ndcg_at_k, "recall": recall_at_k}
+        return {name: fns[kind](ranked, valid.relevant, cut)
+                for name, (kind, cut) in metrics.items()}
 
     def recommend(self, userid: int | np.ndarray, user_items: sp.csr_matrix, k: int = 10, *,
                   filter_already_liked_items: bool = True,

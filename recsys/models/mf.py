@@ -27,7 +27,6 @@ from threadpoolctl import threadpool_limits
 
 from recsys.configfile import StrictModel, parse_config
 from recsys.errors import DataError
-from recsys.metrics import ndcg_at_k, recall_at_k
 from recsys.models.base import Model, TrainingData, ValidationData, read_params, top_k, write_params
 from recsys.threads import training_threads
 
@@ -316,17 +315,10 @@ class MFModel(Model):
         (history filtered), scored in batches so memory stays bounded."""
         metrics = {"ndcg@10": ("ndcg", 10), "recall@20": ("recall", 20)}
         metrics.setdefault(self.config.metric, _parse_metric(self.config.metric))
-        k = max(cut for _, cut in metrics.values())
         if valid.history.shape[0] != self.n_users:
             raise DataError(f"validation history has {valid.history.shape[0]} rows "
                             f"(expected {self.n_users}, one per training user)")
-        recs = [self.recommend(ids, valid.history[ids], k=k)[0]
-                for ids in np.array_split(valid.userids, max(1, -(-len(valid.userids)
-                                                                  // _EVAL_BATCH)))]
-        ranked = np.vstack(recs) if recs else np.zeros((0, k), dtype=np.int64)
-        fns = {"ndcg": ndcg_at_k, "recall": recall_at_k}
-        return {name: fns[kind](ranked, valid.relevant, cut)
-                for name, (kind, cut) in metrics.items()}
+        return self.validation_metrics(valid, metrics, batch=_EVAL_BATCH)
 
     def _check_user_items(self, user_items: sp.spmatrix, n_rows: int) -> sp.csr_matrix:
         if user_items.shape[0] != n_rows:
