@@ -46,7 +46,3 @@ def set_thread_policy(policy: Policy) -> None:
     faiss.omp_set_num_threads(1)
     torch.set_num_threads(training_threads() if policy == "train" else 1)
     _state["policy"] = policy
-
-
-def current_policy() -> str | None:
-    return _state.get("policy")  # type: ignore[return-value]
