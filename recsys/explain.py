@@ -3,6 +3,7 @@ ranker features that pushed it up most (LightGBM ``pred_contrib``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -26,12 +27,12 @@ def _where(item: int, ctx: Context) -> str:
 def source_reasons(pool: CandidatePool, row: int, ctx: Context, name: Namer,
                    category: str, times_bought: int) -> list[str]:
     """Reasons from the sources that proposed candidate ``row``, strongest (best rank) first."""
-    ranks = pool.ranks[row]
+    # plain Python on one row of 9 sources: numpy calls cost more than the work here
+    ranks = pool.ranks[row].tolist()
+    vias = pool.via[row].tolist()
     out: list[str] = []
-    for j in np.argsort(np.where(ranks > 0, ranks, np.inf), kind="stable"):
-        if ranks[j] <= 0:
-            break
-        source, via = SOURCES[j], int(pool.via[row, j])
+    for j in sorted((j for j, r in enumerate(ranks) if r > 0), key=ranks.__getitem__):
+        source, via = SOURCES[j], vias[j]
         if source in ("copurchase", "i2i_cf", "i2i_content") and via >= 0:
             verb = "bought together with" if source == "copurchase" else "similar to"
             out.append(f"{verb} {name(via)} ({_where(via, ctx)})")
@@ -74,11 +75,13 @@ def feature_reasons(contrib: np.ndarray, values: np.ndarray, category: str,
                     top: int = 2) -> list[str]:
     """Phrases for the ``top`` features with the largest positive contribution, skipping
     features that do not apply to this request (NaN, or a 0 flag/count)."""
-    out = []
-    for j in np.argsort(-contrib)[: top * 4]:
-        if contrib[j] <= MIN_CONTRIBUTION:
+    out: list[str] = []
+    c, v = contrib.tolist(), values.tolist()
+    # largest first; sorted() is stable, so ties keep the feature order
+    for j in sorted(range(len(c)), key=lambda i: -c[i])[: top * 4]:
+        if c[j] <= MIN_CONTRIBUTION:
             break
-        if not np.isfinite(values[j]) or (FEATURES[j] in ZERO_MEANS_ABSENT and values[j] == 0):
+        if not math.isfinite(v[j]) or (FEATURES[j] in ZERO_MEANS_ABSENT and v[j] == 0):
             continue
         phrase = FEATURE_PHRASES.get(FEATURES[j])
         if phrase:

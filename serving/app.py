@@ -25,7 +25,7 @@ from serving.guardrails import GuardrailMonitor
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.routes import admin, events, experiments, health, recommendations
 from serving.settings import ServingSettings, settings_from_env
-from serving.state import LoadedBundle, ServingState, load_serving_bundle
+from serving.state import LoadedBundle, ServingState, load_serving_bundle, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
         state = build_state(settings, metrics, guardrails, admin_key)
         app.state.serving = state
         state.start_erasure_poll(settings.erasure_poll_s)
+        settle_heap()
         state.ready = True
         log.info("ready: %s", ", ".join(f"{n}={b.version}" for n, b in state.bundles.items()))
         try:

@@ -9,6 +9,7 @@ using it to the end.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -56,6 +57,22 @@ def warm_up(rec: Recommender, n: int) -> None:
     rec.variant("popularity").recommend(Request(k=10))
     if len(rec.items):
         rec.similar_items(str(rec.items.external_ids[0]), k=10)
+
+
+def settle_heap() -> None:
+    """Move everything alive now (the loaded bundles, the libraries) out of the cyclic
+    garbage collector's reach.
+
+    A loaded 100k-item bundle leaves ~240k tracked objects; one full collection over them took
+    158 ms here, and Python runs one whenever enough objects have survived since the last:
+    a request that triggers it waits for all of it (a p99 spike). ``gc.freeze()`` makes those
+    collections skip the start-up objects, which live as long as the process anyway. Called
+    again after each reload, off the request path (reloads run in the threadpool): whatever
+    the replaced bundles left in reference cycles is collected then.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def load_serving_bundle(name: str, path: str | Path, store: EventStore, warmup: int = 5

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, status
 from recsys.errors import RecsysError
 from serving.deps import AdminDep, StateDep
 from serving.schemas import DeleteUserOut, ReloadIn, ReloadOut
-from serving.state import load_serving_bundle
+from serving.state import load_serving_bundle, settle_heap
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep],
                    responses={401: {"description": "missing or wrong X-API-Key"},
@@ -48,6 +48,7 @@ def reload_bundle(body: ReloadIn, state: StateDep) -> ReloadOut:
             raise HTTPException(422, f"cannot load bundle from {body.path!r}: {exc}") from None
         old = state.swap(new)
         state.metrics.reloads.labels(body.bundle, "ok").inc()
+        settle_heap()
     finally:
         state.reload_lock.release()
     return ReloadOut(bundle=body.bundle, path=str(new.path), previous_version=old.version,
