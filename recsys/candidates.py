@@ -96,19 +96,24 @@ def top_masked(scores: np.ndarray, mask: np.ndarray, k: int) -> SourceResult:
     return SourceResult(order.astype(np.int64), s[order].astype(np.float32))
 
 
-def top_of_list(ranked: np.ndarray, scores: np.ndarray, mask: np.ndarray, k: int) -> SourceResult:
-    """First k eligible items of a precomputed ranked list (popularity lists). Scans a growing
-    prefix: with a broad mask the first few k entries suffice, so a request never touches the
-    whole catalog."""
+def first_allowed(ranked: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` items of ``ranked`` that ``mask`` allows. Scans a growing prefix: with a
+    broad mask the first few k entries suffice, so a request never touches the whole list (a
+    popularity list is the catalog)."""
     if k <= 0:
-        return SourceResult(np.empty(0, np.int64), np.empty(0, np.float32))
+        return ranked[:0]
     width = 4 * k
     while True:
         head = ranked[:width]
         ids = head[mask[head]][:k]
         if len(ids) == k or width >= len(ranked):
-            break
+            return ids
         width *= 8
+
+
+def top_of_list(ranked: np.ndarray, scores: np.ndarray, mask: np.ndarray, k: int) -> SourceResult:
+    """First k eligible items of a precomputed ranked list (popularity lists)."""
+    ids = first_allowed(ranked, mask, k)
     return SourceResult(ids.astype(np.int64), scores[ids].astype(np.float32))
 
 

@@ -68,14 +68,19 @@ class CoPurchase:
         if len(items) == 0:
             e = np.empty(0, np.int64)
             return e, np.empty(0, np.float32), e
-        sub = self.neighbours_[items]
-        if sub.nnz == 0:
+        # the rows' slices of the CSR arrays, gathered directly: scipy's row indexing builds a
+        # whole new matrix (~0.1 ms, most of this method at serving sizes)
+        m = self.neighbours_
+        starts, ends = m.indptr[items], m.indptr[items + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        if total == 0:
             e = np.empty(0, np.int64)
             return e, np.empty(0, np.float32), e
+        pos = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         w = np.ones(len(items), np.float32) if weights is None else weights.astype(np.float32)
-        lengths = np.diff(sub.indptr)
-        cand = sub.indices.astype(np.int64)
-        score = sub.data * np.repeat(w, lengths)
+        cand = m.indices[pos].astype(np.int64)
+        score = m.data[pos] * np.repeat(w, lengths)
         src = np.repeat(items, lengths)
         uniq, inv = np.unique(cand, return_inverse=True)
         total = np.bincount(inv, score, minlength=len(uniq)).astype(np.float32)

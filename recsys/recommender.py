@@ -290,8 +290,8 @@ class Recommender:
         share = counts[top] / counts[top].sum()
         ids, scores = [], []
         for c, s in zip(cats[top], share, strict=True):
-            members = self.cat_order[self.cat_offsets[c]:self.cat_offsets[c + 1]]
-            members = members[mask[members]][: max(1, int(round(k * s)))]
+            members = cs.first_allowed(self.cat_order[self.cat_offsets[c]:self.cat_offsets[c + 1]],
+                                       mask, max(1, int(round(k * s))))
             ids.append(members)
             scores.append(s * self.stats.pop_all[members])
         return cs.from_pairs(np.concatenate(ids), np.concatenate(scores), mask, k)
