@@ -72,13 +72,15 @@ FEATURE_PHRASES: dict[str, str] = {
 
 
 def feature_reasons(contrib: np.ndarray, values: np.ndarray, category: str,
-                    top: int = 2) -> list[str]:
+                    top: int = 2, order: np.ndarray | None = None) -> list[str]:
     """Phrases for the ``top`` features with the largest positive contribution, skipping
-    features that do not apply to this request (NaN, or a 0 flag/count)."""
+    features that do not apply to this request (NaN, or a 0 flag/count). ``order``: the
+    feature indices by contribution, largest first, when the caller sorted many rows at once."""
     out: list[str] = []
     c, v = contrib.tolist(), values.tolist()
-    # largest first; sorted() is stable, so ties keep the feature order
-    for j in sorted(range(len(c)), key=lambda i: -c[i])[: top * 4]:
+    if order is None:
+        order = np.argsort(-contrib, kind="stable")
+    for j in order[: top * 4].tolist():
         if c[j] <= MIN_CONTRIBUTION:
             break
         if not math.isfinite(v[j]) or (FEATURES[j] in ZERO_MEANS_ABSENT and v[j] == 0):

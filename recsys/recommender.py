@@ -341,10 +341,12 @@ class Recommender:
         if rules.max_per_category is not None:
             order = category_cap(order, self.catalog.category_codes[pool.ids],
                                  rules.max_per_category, request.k)
-        chosen = list(dict.fromkeys(pins + [int(p) for p in order]))[: request.k]
+        chosen = list(dict.fromkeys(pins + order[: request.k + len(pins)].tolist()))[: request.k]
         contrib = (self.ranker.explain_leaves(prep.leaves[chosen])
                    if explain and self.ranker is not None and prep.leaves is not None
                    and chosen else None)
+        if contrib is not None:   # features by contribution, largest first, for all rows at once
+            by_contrib = np.argsort(-contrib, axis=1, kind="stable")
         out = []
         for rank, pos in enumerate(chosen, start=1):
             item = int(pool.ids[pos])
@@ -354,7 +356,8 @@ class Recommender:
                 reasons = source_reasons(pool, pos, prep.ctx, self._name, cat,
                                          int(prep.features[pos, TIMES_BOUGHT]))
                 if contrib is not None:
-                    extra = feature_reasons(contrib[rank - 1], prep.features[pos], cat)
+                    extra = feature_reasons(contrib[rank - 1], prep.features[pos], cat,
+                                            order=by_contrib[rank - 1])
                     reasons += [r for r in extra if r not in reasons]
                 if pos in pins:
                     reasons.insert(0, "featured by the shop")

@@ -234,7 +234,8 @@ class ItemIndex:
             ids, scores = self._ann(q, want, n_allowed / self.n_items, mask, excl)
             # A row is short when ANN found fewer than `want` eligible hits (IVF lists too small,
             # or the filter removed too many): only an exact pass over the subset is correct.
-            short = np.flatnonzero((ids >= 0).sum(axis=1) < want)
+            # _ann puts a row's eligible hits first: it is short iff its last slot is empty
+            short = np.flatnonzero(ids[:, want - 1] < 0)
             if len(short):
                 ids[short], scores[short] = self._exact_subset(q[short], want, mask, excl)
         ids, scores = _pad(ids, scores, k)
@@ -248,9 +249,11 @@ class ItemIndex:
         if max_norm is None:
             scores, ids = self.index_.search(q, k, params=params)
             return scores, ids
-        q_aug = np.hstack([q, np.zeros((len(q), 1), np.float32)])
+        q_aug = np.zeros((len(q), q.shape[1] + 1), np.float32)
+        q_aug[:, :-1] = q
         dist, ids = self.index_.search(q_aug, k, params=params)
-        scores = 0.5 * ((q.astype(np.float64) ** 2).sum(axis=1)[:, None] + max_norm ** 2 - dist)
+        q64 = q.astype(np.float64)
+        scores = 0.5 * (np.einsum("ij,ij->i", q64, q64)[:, None] + max_norm ** 2 - dist)
         return np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids
 
     def _ann(self, q: np.ndarray, want: int, share: float, mask: np.ndarray | None,
@@ -285,6 +288,12 @@ class ItemIndex:
             ok &= ~np.isin(ids, excl)
         if ok[:, :want].all():
             return ids[:, :want], scores[:, :want]
+        if len(q) == 1:   # serving: one query, boolean indexing beats the sort below
+            keep_ids, keep_scores = ids[0][ok[0]][:want], scores[0][ok[0]][:want]
+            out_ids = np.full((1, want), -1, np.int64)
+            out_scores = np.full((1, want), -np.inf, np.float32)
+            out_ids[0, :len(keep_ids)], out_scores[0, :len(keep_ids)] = keep_ids, keep_scores
+            return out_ids, out_scores
         # stable sort moves eligible hits to the front and keeps their score order
         order = np.argsort(~ok, axis=1, kind="stable")[:, :want]
         keep = np.take_along_axis(ok, order, axis=1)
@@ -330,7 +339,8 @@ class ItemIndex:
         if arr.ndim not in (1, 2) or arr.shape[-1] != self.dim:
             raise DataError(f"queries have shape {arr.shape} (expected (n, {self.dim}) or "
                             f"({self.dim},), the dim of the item vectors)")
-        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        if arr.dtype != np.float32 and (not np.issubdtype(arr.dtype, np.number)
+                                        or np.issubdtype(arr.dtype, np.complexfloating)):
             raise DataError(f"queries have dtype {arr.dtype} (expected real numbers)")
         q = np.ascontiguousarray(arr.reshape(-1, self.dim), dtype=np.float32)
         if not np.isfinite(q).all():
