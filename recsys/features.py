@@ -9,7 +9,8 @@ label used to train or evaluate the ranker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +69,17 @@ class ItemStats:
                    np.log((last + 1) / (prev + 1)).astype(np.float32),
                    items[C.PRICE].to_numpy(np.float64), cat, brand, first, total > 0)
 
+    @cached_property
+    def n_categories(self) -> int:
+        return int(self.category.max()) + 1 if len(self.category) else 0
+
+    @cached_property
+    def n_brands(self) -> int:
+        return int(self.brand.max()) + 1 if len(self.brand) else 0
+
     def save(self, directory: Path) -> list[str]:
         np.savez(directory / "item_stats.npz", allow_pickle=False,
-                 **{k: getattr(self, k) for k in self.__dict__})
+                 **{f.name: getattr(self, f.name) for f in fields(self)})
         return ["item_stats.npz"]
 
     @classmethod
@@ -91,8 +100,9 @@ class Context:
     history: UserEvents
     known_user: bool
 
-    @property
+    @cached_property
     def context_items(self) -> np.ndarray:
+        """Cart, current item and recent views, unique (computed once per request)."""
         return np.unique(np.concatenate([self.cart, self.current, self.views]))
 
 
@@ -129,15 +139,15 @@ def build_features(pool: CandidatePool, ctx: Context, stats: ItemStats,
     bought_mask = hist.types == PURCHASE
     spend = hist.price[bought_mask] if bought_mask.any() else hist.price
     spend = spend[np.isfinite(spend)]
-    mean_spend = float(spend.mean()) if len(spend) else np.nan
+    mean_spend = float(spend.sum()) / len(spend) if len(spend) else np.nan
     if len(hist):
         cat_share = np.bincount(stats.category[hist.items],
-                                minlength=int(stats.category.max()) + 1) / len(hist)
+                                minlength=stats.n_categories) / len(hist)
         cat_aff = cat_share[stats.category[ids]]
         hb = stats.brand[hist.items]
         hb = hb[hb >= 0]
         if len(hb):
-            brand_share = np.bincount(hb, minlength=int(stats.brand.max()) + 1) / len(hist)
+            brand_share = np.bincount(hb, minlength=stats.n_brands) / len(hist)
             brand_aff = np.where(stats.brand[ids] >= 0, brand_share[np.maximum(stats.brand[ids],
                                                                                  0)], 0.0)
         else:

@@ -206,7 +206,9 @@ class Recommender:
                             np.full(len(ctx.views), self.weights[0]),
                             np.full(len(ctx.current), self.weights[1]),
                             np.full(len(ctx.cart), self.weights[2])])
-        uniq, inv = np.unique(items, return_inverse=True)
+        if len(items) == 0:
+            return items, np.empty(0, np.float32)
+        uniq, inv = cs.unique_inverse(items)
         return uniq, np.bincount(inv, w, minlength=len(uniq)).astype(np.float32)
 
     def _row(self, items: np.ndarray, weights: np.ndarray) -> sp.csr_matrix:
@@ -270,7 +272,7 @@ class Recommender:
         if len(bought) and ctx.now is not None:
             times = ctx.history.times[ctx.history.types == PURCHASE]
             recency = np.power(0.5, (ctx.now - times) / (30 * 86400.0))
-            uniq, inv = np.unique(bought, return_inverse=True)
+            uniq, inv = cs.unique_inverse(bought)
             results["buyagain"] = cs.from_pairs(uniq, np.bincount(inv, recency), mask,
                                                 d.buyagain)
         elif len(bought):
@@ -285,11 +287,13 @@ class Recommender:
         items = np.concatenate([ctx.history.items, ctx.context_items])
         if len(items) == 0 or k == 0:
             return cs.SourceResult(np.empty(0, np.int64), np.empty(0, np.float32))
-        cats, counts = np.unique(self.catalog.category_codes[items], return_counts=True)
-        top = np.argsort(-counts, kind="stable")[:3]
+        counts = np.bincount(self.catalog.category_codes[items],
+                             minlength=len(self.catalog.categories))
+        top = np.argsort(-counts, kind="stable")[:3]   # ties: the lower category code first
+        top = top[counts[top] > 0]
         share = counts[top] / counts[top].sum()
         ids, scores = [], []
-        for c, s in zip(cats[top], share, strict=True):
+        for c, s in zip(top, share, strict=True):
             members = cs.first_allowed(self.cat_order[self.cat_offsets[c]:self.cat_offsets[c + 1]],
                                        mask, max(1, int(round(k * s))))
             ids.append(members)
