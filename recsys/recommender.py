@@ -216,12 +216,11 @@ class Recommender:
                              shape=(1, len(self.items)), dtype=np.float32)
 
     # ------------------------------------------------------------------ candidates
-    def _search(self, name: str) -> cs.SearchFn:
+    def _search(self, name: str, n_allowed: int) -> cs.SearchFn:
         index = self.indexes[name]
 
         def run(query: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            ids, scores = index.search(query[None, :], k, allowed=mask)
-            return ids[0], scores[0]
+            return index.search_trusted(query, k, mask, n_allowed)
         return run
 
     def _user_cf(self, request_user: str | None, items: np.ndarray, weights: np.ndarray
@@ -250,17 +249,20 @@ class Recommender:
                                for name in SourceDepth.model_fields})
         items, weights = self._profile(ctx)
         results: dict[str, cs.SourceResult] = {}
+        n_allowed = int(np.count_nonzero(mask))
+        search_cf, search_content = self._search("cf", n_allowed), self._search("content",
+                                                                                 n_allowed)
         user_cf = self._user_cf(request_user, items, weights) if d.cf else None
-        results["cf"] = cs.from_search(self._search("cf"), user_cf, mask, d.cf)
+        results["cf"] = cs.from_search(search_cf, user_cf, mask, d.cf)
         user_content = self._user_content(items, weights) if d.content else None
-        results["content"] = cs.from_search(self._search("content"), user_content, mask,
-                                            d.content)
+        results["content"] = cs.from_search(search_content, user_content, mask, d.content)
         context_items = ctx.context_items
         if len(context_items) and (d.i2i_cf or d.i2i_content):
-            for name, vectors in (("i2i_cf", self.cf_unit), ("i2i_content", self.embeddings)):
+            for name, vectors, search in (("i2i_cf", self.cf_unit, search_cf),
+                                          ("i2i_content", self.embeddings, search_content)):
                 query = vectors[context_items].mean(axis=0)
-                res = cs.from_search(self._search(name[4:]), query if np.any(query) else None,
-                                     mask, getattr(d, name))
+                res = cs.from_search(search, query if np.any(query) else None, mask,
+                                     getattr(d, name))
                 sims = vectors[res.ids] @ vectors[context_items].T
                 res.via = context_items[np.argmax(sims, axis=1)] if len(res.ids) else None
                 results[name] = res

@@ -173,6 +173,25 @@ def test_k_beyond_allowed_set_pads(kind: str, ivf: ItemIndex, exact: ItemIndex,
     assert (nothing == -1).all() and np.isneginf(nothing_scores).all()
 
 
+@pytest.mark.parametrize("kind", ["exact", "ivf"])
+@pytest.mark.parametrize("share", [1.0, 0.97, 0.3, 0.01])
+def test_trusted_search_equals_checked_search(kind: str, share: float, ivf: ItemIndex,
+                                              exact: ItemIndex,
+                                              data: tuple[np.ndarray, ...]) -> None:
+    # the serving hot path skips the checks, not the logic: post-filter (97%), selector (30%)
+    # and exact subset (1%) answer exactly as search() does, minus the padding
+    index = ivf if kind == "ivf" else exact
+    items, _, queries = data
+    allowed = np.random.default_rng(11).random(len(items)) < share
+    for q in queries[:20]:
+        ids, scores = index.search(q, 60, allowed=allowed)
+        t_ids, t_scores = index.search_trusted(q, 60, allowed, int(allowed.sum()))
+        real = ids >= 0
+        np.testing.assert_array_equal(t_ids, ids[real])
+        np.testing.assert_array_equal(t_scores, scores[real])
+        assert allowed[t_ids].all()
+
+
 def test_ivf_rows_short_of_k_fall_back_to_exact(data: tuple[np.ndarray, ...],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # nprobe=1 visits one list of ~40 items: every row is short of k=100, so all are exact
