@@ -216,3 +216,4 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: str
     bundles: dict[str, str] = Field(description="bundle name -> model version")
+    worker_pid: int = Field(description="the uvicorn worker process that answered")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,9 +27,10 @@ async def readyz(request: Request) -> ReadyOut | JSONResponse:
     state: ServingState | None = getattr(request.app.state, "serving", None)
     if state is None or not state.ready or not state.exposures.alive:
         body = ReadyOut(status="not ready", bundles={} if state is None else {
-            n: b.version for n, b in state.bundles.items()})
+            n: b.version for n, b in state.bundles.items()}, worker_pid=os.getpid())
         return JSONResponse(body.model_dump(), status_code=503)
-    return ReadyOut(status="ready", bundles={n: b.version for n, b in state.bundles.items()})
+    return ReadyOut(status="ready", bundles={n: b.version for n, b in state.bundles.items()},
+                    worker_pid=os.getpid())
 
 
 @router.get("/metrics", response_class=Response)
