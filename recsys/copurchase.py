@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsys import columns as C
+from recsys.candidates import unique_inverse
 from recsys.configfile import StrictModel
 
 
@@ -73,16 +74,16 @@ class CoPurchase:
         m = self.neighbours_
         starts, ends = m.indptr[items], m.indptr[items + 1]
         lengths = ends - starts
-        total = int(lengths.sum())
-        if total == 0:
+        n_pairs = int(lengths.sum())
+        if n_pairs == 0:
             e = np.empty(0, np.int64)
             return e, np.empty(0, np.float32), e
-        pos = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        pos = np.arange(n_pairs) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         w = np.ones(len(items), np.float32) if weights is None else weights.astype(np.float32)
         cand = m.indices[pos].astype(np.int64)
         score = m.data[pos] * np.repeat(w, lengths)
         src = np.repeat(items, lengths)
-        uniq, inv = np.unique(cand, return_inverse=True)
+        uniq, inv = unique_inverse(cand)
         total = np.bincount(inv, score, minlength=len(uniq)).astype(np.float32)
         # the source with the largest single contribution, per candidate
         order = np.lexsort((-score, inv))
