@@ -4,9 +4,8 @@
 of CPU-bound numpy/FAISS/LightGBM that holds the GIL most of the time, so the threadpool added
 no parallelism, only a thread hop per request and GIL hand-offs between the loop and its
 workers. It also put FAISS out of reach of the one-thread policy: ``omp_set_num_threads`` is per
-calling thread, and pool threads start with OpenMP's default (all cores). Throughput comes from
-uvicorn workers, one per core. (benchmarks/serve_bench.py, 100k items, 8 connections:
-309 -> 328 requests/s for this change with the pre-serialised response below.)
+calling thread, and a pool thread reported OpenMP's default (2 threads here). Throughput comes
+from uvicorn workers, one per core. Measurements: docs/api.md, "Performance notes".
 
 The response is serialised once, by pydantic-core, straight to bytes: ``response_model`` stays
 for the OpenAPI schema, but FastAPI does not validate and re-encode what the service built.
