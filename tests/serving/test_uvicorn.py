@@ -137,8 +137,9 @@ pipeline = "hybrid"
             r = httpx.post(f"{base}/v1/events", json={"events": batch}, timeout=10)
             assert r.json()["duplicates"] == 250      # retrying after the crash is safe
             # the restart serves the configured bundle again, not the reloaded one
-            version = httpx.get(f"{base}/readyz").json()["bundles"]["default"]
-            assert version != new_version
+            ready = httpx.get(f"{base}/readyz").json()
+            assert ready["bundles"]["default"] != new_version
+            assert ready["worker_pid"] == proc.pid      # one worker: `recsys serve` itself
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
