@@ -14,7 +14,8 @@ Scenarios (each ``--repeats`` times, ``--duration`` seconds; medians reported):
   each acknowledged after its commit; reported as events/s.
 
 Also the library floor: ``Recommender.recommend`` for the same requests in-process (pinned to
-core 0 too), to separate model time from HTTP time. Prints JSON (and writes ``--out``).
+core 0 too), to separate model time from HTTP time, taken before each repeat so that every run
+can be read against the machine's speed at the time. Prints JSON (and writes ``--out``).
 
     python benchmarks/serve_bench.py --bundle runs/demo/bundle --duration 10 --repeats 3
 
@@ -176,17 +177,25 @@ def start_server(bundle: Path, workdir: Path, port: int, pin: bool, workers: int
 
 
 # ---------------------------------------------------------------------- library floor
-def direct_latency(bundle: Path, users: list[str], items: list[str], n: int, pin: bool
-                   ) -> dict[str, float]:
-    """Recommender.recommend alone, same requests as the HTTP scenario, one core."""
-    from recsys.recommender import Request, load_recommender
+def load_floor(bundle: Path) -> Any:
+    """The bundle's Recommender in this process, for the library floor."""
+    from recsys.recommender import load_recommender
     from recsys.threads import set_thread_policy
+
+    set_thread_policy("serve")
+    return load_recommender(bundle)[0]
+
+
+def direct_latency(rec: Any, users: list[str], items: list[str], n: int, pin: bool
+                   ) -> dict[str, float]:
+    """Recommender.recommend alone, same requests as the HTTP scenario, on the server's core
+    (idle then). Taken before every repeat: this VM's speed drifts by tens of percent over
+    minutes, and the floor next to each run shows which phase the run met."""
+    from recsys.recommender import Request
 
     if pin and hasattr(os, "sched_setaffinity"):
         before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {0})
-    set_thread_policy("serve")
-    rec, _ = load_recommender(bundle)
     times = []
     for i in range(n + 20):
         req = Request(user_id=users[i % len(users)], device="mobile",
@@ -236,6 +245,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     pin = not args.no_pin and shutil.which("taskset") is not None and cores >= 2
     users, items = sample_ids(args.bundle, 1000)
+    floor_rec = load_floor(args.bundle)
+    floors: list[dict[str, float]] = []
 
     with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
         work = Path(tmp)
@@ -248,6 +259,7 @@ def main() -> None:
             run_wrk(f"{base}/v1/recommendations", 8, 2, recs_lua, pin)     # warm-up
             scenarios: dict[str, list[dict[str, float]]] = {}
             for _ in range(args.repeats):
+                floors.append(direct_latency(floor_rec, users, items, 300, pin))
                 for name, conns, script, path in (
                         ("recommendations_c1", 1, recs_lua, "/v1/recommendations"),
                         ("recommendations_c8", 8, recs_lua, "/v1/recommendations"),
@@ -280,7 +292,7 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(60)
-    direct = direct_latency(args.bundle, users, items, 500, pin)
+    floors.append(direct_latency(floor_rec, users, items, 300, pin))
 
     medians = {name: median_of(runs) for name, runs in scenarios.items()}
     results = {name: {"median": medians[name], "runs": runs} for name, runs in scenarios.items()}
@@ -291,7 +303,8 @@ def main() -> None:
         "bundle": str(args.bundle), "pinned": pin, "duration_s": args.duration,
         "repeats": args.repeats, "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
-        "direct_recommend": direct,
+        # before each repeat and once at the end
+        "direct_recommend": {"median": median_of(floors), "runs": floors},
         "scenarios": results,
         "targets": {
             "c1_p50_ms": [rc1["p50_ms"], TARGETS["c1_p50_ms"],
