@@ -145,14 +145,15 @@ def from_pairs(ids: np.ndarray, scores: np.ndarray, mask: np.ndarray, k: int,
                         via[order] if via is not None else None)
 
 
+# (query, k, allowed mask) -> the hits only, best first, no padding
+# (``ItemIndex.search_trusted``)
 SearchFn = Callable[[np.ndarray, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def from_search(search: SearchFn, query: np.ndarray | None, mask: np.ndarray,
                 k: int) -> SourceResult:
-    """Run a retrieval query (None = source not applicable) and drop padding."""
+    """Run a retrieval query (None = source not applicable)."""
     if query is None or k <= 0:
         return SourceResult(np.empty(0, np.int64), np.empty(0, np.float32))
     ids, scores = search(query, k, mask)
-    ok = ids >= 0
-    return SourceResult(ids[ok].astype(np.int64), scores[ok].astype(np.float32))
+    return SourceResult(ids.astype(np.int64, copy=False), scores.astype(np.float32, copy=False))
