@@ -56,14 +56,14 @@ from evaluation.experiment_stats import (  # noqa: E402
     unit_table,
 )
 from evaluation.offline import make_window, recommend_lists, score_lists  # noqa: E402
-from pipelines.config import PipelineConfig  # noqa: E402
 from pipelines.experiment import live_guardrails  # noqa: E402
 from pipelines.simulate import SimConfig, simulate, wait_ready  # noqa: E402
 from pipelines.train import train  # noqa: E402
+from recsys.config import TrainConfig  # noqa: E402
 from recsys.data.synthetic import ShopConfig, generate_shop  # noqa: E402
 from recsys.data.synthetic_truth import ShopTruth  # noqa: E402
 from recsys.data.validate import load_dataset  # noqa: E402
-from recsys.recommender import load_recommender  # noqa: E402
+from recsys.recommender import HybridRecommender  # noqa: E402
 from serving.bucketing import bucket, choose_variant  # noqa: E402
 from serving.event_store import SQLiteEventStore  # noqa: E402
 from serving.exposures import Exposure, write_exposures  # noqa: E402
@@ -115,9 +115,10 @@ def free_port() -> int:
 
 def offline(shop: Path, bundle: Path) -> dict[str, dict[str, float]]:
     """Both pipelines on the bundle's test split, through the serving code path."""
-    rec, manifest = load_recommender(bundle)
+    rec = HybridRecommender.load(bundle)
+    assert rec.manifest is not None
     events = load_dataset(shop).events
-    start = pd.Timestamp(manifest["data"]["split"]["test_start"])  # type: ignore[index]
+    start = pd.Timestamp(rec.manifest.data.test_start)
     window = make_window(rec, events[events["timestamp"] >= start], start=start)
     out = {p: score_lists(recommend_lists(rec.variant(p), window, 10), window, (10,))
            for p in ("popularity", "hybrid")}
@@ -203,7 +204,7 @@ def closed_loop(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                  seed=args.seed)).save(shop)
     if not (bundle / "manifest.json").exists():
         log("training the bundle")
-        train(shop, bundle, PipelineConfig.model_validate(TRAIN), quiet=True)
+        train(shop, bundle, TrainConfig.model_validate(TRAIN), quiet=True)
     prep_seconds = time.perf_counter() - started
     log("offline evaluation")
     off = offline(shop, bundle)

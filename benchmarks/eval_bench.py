@@ -8,7 +8,7 @@ The synthetic mode generates ``ShopConfig(users=N, items=5000, days=30)`` into
 ``WORKDIR/data`` and trains a bundle with a fast config into ``WORKDIR/bundle`` (both reused when
 present; ``--bundle`` points at an existing one instead). Prints one JSON object: users
 evaluated, total and per-stage seconds, per-model recommendation time per user, and the share of
-the run spent in per-user ``Recommender.recommend`` calls.
+the run spent in per-user ``HybridRecommender.recommend`` calls.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 
 def fast_config() -> Any:
     """Small models: the benchmark times evaluation, not training."""
-    from pipelines.config import PipelineConfig
+    from recsys.config import TrainConfig
 
-    return PipelineConfig.model_validate({
+    return TrainConfig.model_validate({
         "mf": {"iterations": 10, "factors": 32, "eval_every": 5},
         "content": {"epochs": 1, "max_pairs_per_epoch": 20000, "batch_size": 1024, "dim": 32,
                     "progress": False},

@@ -13,7 +13,7 @@ Scenarios (each ``--repeats`` times, ``--duration`` seconds; medians reported):
 * ``events_c8``: ``POST /v1/events``, batches of 100 events with unique ids (generated in Lua),
   each acknowledged after its commit; reported as events/s.
 
-Also the library floor: ``Recommender.recommend`` for the same requests in-process (pinned to
+Also the library floor: ``HybridRecommender.recommend`` for the same requests in-process (pinned to
 core 0 too), to separate model time from HTTP time, taken before each repeat so that every run
 can be read against the machine's speed at the time. Prints JSON (and writes ``--out``).
 
@@ -178,17 +178,17 @@ def start_server(bundle: Path, workdir: Path, port: int, pin: bool, workers: int
 
 # ---------------------------------------------------------------------- library floor
 def load_floor(bundle: Path) -> Any:
-    """The bundle's Recommender in this process, for the library floor."""
-    from recsys.recommender import load_recommender
+    """The bundle's HybridRecommender in this process, for the library floor."""
+    from recsys.recommender import HybridRecommender
     from recsys.threads import set_thread_policy
 
     set_thread_policy("serve")
-    return load_recommender(bundle)[0]
+    return HybridRecommender.load(bundle)
 
 
 def direct_latency(rec: Any, users: list[str], items: list[str], n: int, pin: bool
                    ) -> dict[str, float]:
-    """Recommender.recommend alone, same requests as the HTTP scenario, on the server's core
+    """HybridRecommender.recommend alone, same requests as the HTTP scenario, on the server's core
     (idle then). Taken before every repeat: this VM's speed drifts by tens of percent over
     minutes, and the floor next to each run shows which phase the run met."""
     from recsys.recommender import Request

@@ -16,13 +16,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import columns as C
-from recsys.bundle import Bundle
 from recsys.data.split import Split
 from recsys.data.training import prepare_training
 from recsys.history import HistoryIndex
 from recsys.metrics import recall_at_k
 from recsys.models.base import Model
 from recsys.models.popularity import PopularityConfig, PopularityModel
+from recsys.recommender import HybridRecommender
 
 SIGNAL = (C.CLICK, C.ADD_TO_CART, C.PURCHASE)
 
@@ -34,7 +34,7 @@ class ColdItemResult:
     recall: dict[str, float]
 
 
-def cold_item_recall(bundle: Bundle, split: Split, items: pd.DataFrame, *, k: int = 20,
+def cold_item_recall(rec: HybridRecommender, split: Split, items: pd.DataFrame, *, k: int = 20,
                      type_weights: np.ndarray | None = None) -> ColdItemResult:
     """Recall@k on test-window cold items for the content model and per-category popularity
     (fitted on the same train split)."""
@@ -42,7 +42,7 @@ def cold_item_recall(bundle: Bundle, split: Split, items: pd.DataFrame, *, k: in
     cold = np.flatnonzero((first >= split.test_start).to_numpy())
     on_sale = (first.isna() | (first <= split.test[C.TIMESTAMP].max())).to_numpy()
     test = split.test[split.test[C.EVENT_TYPE].astype(str).isin(SIGNAL)]
-    test_items = bundle.items.to_internal(test[C.ITEM_ID], missing="minus_one")
+    test_items = rec.items.to_internal(test[C.ITEM_ID], missing="minus_one")
     hit = np.isin(test_items, cold)
     frame = pd.DataFrame({"u": test[C.USER_ID].astype(str).to_numpy()[hit],
                           "i": test_items[hit]}).drop_duplicates()
@@ -51,11 +51,11 @@ def cold_item_recall(bundle: Bundle, split: Split, items: pd.DataFrame, *, k: in
     if len(users) == 0:
         return ColdItemResult(len(cold), 0, {})
     weights = type_weights if type_weights is not None else np.array([1, 2, 4, 8], np.float32)
-    history = HistoryIndex.from_events(pd.concat([split.train, split.valid]), bundle.items)
-    rows = sp.vstack([history.slice(u).row(len(bundle.items), weights) for u in users]).tocsr()
+    history = HistoryIndex.from_events(pd.concat([split.train, split.valid]), rec.items)
+    rows = sp.vstack([history.slice(u).row(len(rec.items), weights) for u in users]).tocsr()
     category_pop = PopularityModel(PopularityConfig(mode="category")).fit(
         prepare_training(split.train, items))
-    models: dict[str, Model] = {"content": bundle.models["content"],
+    models: dict[str, Model] = {"content": rec.parts.spaces["content"].model,
                                 "popularity_category": category_pop}
     recall = {}
     for name, model in models.items():

@@ -34,7 +34,7 @@ from evaluation.offline import (
 )
 from recsys.configfile import StrictModel
 from recsys.errors import DataError
-from recsys.recommender import PIPELINES
+from recsys.sources import pipeline_names
 
 PER_USER = (*PER_USER_RANKING, *(f"new_{m}" for m in PER_USER_RANKING), *PER_USER_BUSINESS,
             *PER_USER_BEYOND)
@@ -67,8 +67,9 @@ class GateRules(StrictModel):
     @field_validator("pipeline")
     @classmethod
     def _pipeline(cls, value: str) -> str:
-        if value not in PIPELINES:
-            raise ValueError(f"gate pipeline {value!r}: expected one of {', '.join(PIPELINES)}")
+        if value not in pipeline_names():
+            raise ValueError(f"gate pipeline {value!r}: expected one of "
+                             f"{', '.join(pipeline_names())}")
         return value
 
     @field_validator("not_worse")

@@ -1,6 +1,7 @@
 """Offline evaluation through the serving code path.
 
-For every user active in the evaluation window, ask :class:`~recsys.recommender.Recommender`
+For every user active in the evaluation window, ask
+:class:`~recsys.recommender.HybridRecommender`
 for a top-k list as of the window's start (history = everything before it, no session
 context), for the hybrid and for each baseline pipeline (same fitted parts, same rules), then
 score the lists against what the user did in the window.
@@ -21,7 +22,7 @@ from evaluation.ranking import ranking_metrics
 from recsys import columns as C
 from recsys.errors import DataError
 from recsys.history import PURCHASE
-from recsys.recommender import Recommender, Request
+from recsys.recommender import HybridRecommender, Request
 
 
 @dataclass
@@ -37,7 +38,7 @@ class EvalWindow:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def make_window(rec: Recommender, window_events: pd.DataFrame, *, start: pd.Timestamp,
+def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: pd.Timestamp,
                 max_users: int | None = None, seed: int = 0) -> EvalWindow:
     """Users with at least one purchase in ``window_events`` (sampled to ``max_users``)."""
     ev = window_events.copy()
@@ -67,7 +68,7 @@ def make_window(rec: Recommender, window_events: pd.DataFrame, *, start: pd.Time
     return EvalWindow(buyers, pd.Timestamp(start), relevant, relevant_new, events, returning)
 
 
-def recommend_lists(rec: Recommender, window: EvalWindow, k: int, *,
+def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
                     progress: bool = False, desc: str = "") -> np.ndarray:
     """(n_users x k) internal ids, -1 padded, as the API would have answered at window start."""
     out = np.full((len(window.users), k), -1, dtype=np.int64)
@@ -147,14 +148,14 @@ class ModelResult:
         return out
 
 
-def prefix_consistent(rec: Recommender) -> bool:
+def prefix_consistent(rec: HybridRecommender) -> bool:
     """True when a top-k list is the prefix of the top-K list for k < K, so one request per user
     at max(ks) serves every k. MMR and the category cap look at k, so then each k is asked."""
     rules = rec.config.rules
     return rules.mmr_lambda is None and rules.max_per_category is None
 
 
-def recommend_at(rec: Recommender, window: EvalWindow, ks: tuple[int, ...], *,
+def recommend_at(rec: HybridRecommender, window: EvalWindow, ks: tuple[int, ...], *,
                  progress: bool = False, desc: str = "") -> dict[int, np.ndarray]:
     """Lists at each k in ``ks`` through :func:`recommend_lists` (one request per user and k, or
     one per user when :func:`prefix_consistent`)."""
@@ -179,7 +180,7 @@ def subset_window(window: EvalWindow, rows: np.ndarray) -> EvalWindow:
                       window.returning[rows], {n: v[rows] for n, v in window.extra.items()})
 
 
-def history_popularity(rec: Recommender, before: pd.Timestamp) -> np.ndarray:
+def history_popularity(rec: HybridRecommender, before: pd.Timestamp) -> np.ndarray:
     """p(i) as the window starts: share of users with history before ``before`` who interacted
     with item i (the user-based :func:`evaluation.beyond.popularity_share`, computed on the
     bundle's stored history, which is what the recommender itself knew)."""
@@ -202,7 +203,7 @@ def per_user_metrics(recs: np.ndarray, window: EvalWindow, k: int) -> dict[str, 
     return out
 
 
-def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: Recommender,
+def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: HybridRecommender,
                    share: np.ndarray, popular: np.ndarray | None
                    ) -> tuple[dict[str, np.ndarray], dict[str, float], list[str]]:
     """Per-user diversity, novelty, serendipity (vs the ``popular`` lists; NaN without them)
@@ -217,7 +218,7 @@ def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: Recomme
         f"mean_popularity@{k}": beyond.mean_popularity(recs, share, k),
     }
     try:
-        per_user[f"ild_embedding@{k}"] = beyond.ild_embedding(recs, rec.embeddings, k)
+        per_user[f"ild_embedding@{k}"] = beyond.ild_embedding(recs, rec.item_embeddings(), k)
     except DataError as exc:   # an item without a content vector: say so, keep the report
         per_user[f"ild_embedding@{k}"] = np.full(len(recs), np.nan)
         warnings.append(f"ild_embedding@{k} not computed: {exc}")
@@ -226,7 +227,7 @@ def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: Recomme
     return per_user, catalog, warnings
 
 
-def evaluate_pipelines(rec: Recommender, window: EvalWindow, pipelines: tuple[str, ...],
+def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tuple[str, ...],
                        ks: tuple[int, ...], *, share: np.ndarray | None = None,
                        serendipity: bool = True, progress: bool = False
                        ) -> dict[str, ModelResult]:

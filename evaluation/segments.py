@@ -15,7 +15,7 @@ window's own events, never the evaluation lists):
 * ``category``: the user's main category in the window (most events), top 5, rest "other".
 
 Items: :func:`cold_warm_items` splits each user's relevant items by whether the item had
-training events (``rec.stats.trained``) and reports recall and hit rate on each part.
+training events (``HybridRecommender.cold_items``) and reports recall and hit rate on each part.
 
 Example::
 
@@ -36,7 +36,7 @@ from evaluation.offline import EvalWindow, ModelResult
 from evaluation.ranking import ranking_metrics
 from recsys import columns as C
 from recsys.errors import DataError
-from recsys.recommender import Recommender
+from recsys.recommender import HybridRecommender
 
 UNKNOWN = "unknown"
 OTHER = "other"
@@ -80,14 +80,14 @@ def new_vs_returning(window: EvalWindow) -> Segmentation:
                         "new = no event before the window start")
 
 
-def history_lengths(rec: Recommender, window: EvalWindow) -> np.ndarray:
+def history_lengths(rec: HybridRecommender, window: EvalWindow) -> np.ndarray:
     """Number of each user's stored events before the window start."""
     before = int(window.start.timestamp())
     return np.fromiter((len(rec.history.slice(str(u), before=before)) for u in window.users),
                        dtype=np.int64, count=len(window.users))
 
 
-def activity_tiers(rec: Recommender, window: EvalWindow) -> Segmentation:
+def activity_tiers(rec: HybridRecommender, window: EvalWindow) -> Segmentation:
     """Terciles of history length: light <= q1/3 < medium <= q2/3 < heavy. Ties stay together,
     so tiers can be unequal (e.g. many users with no history all fall into "light")."""
     n = history_lengths(rec, window)
@@ -113,7 +113,7 @@ def device_segments(window: EvalWindow, window_events: pd.DataFrame) -> Segmenta
     return Segmentation("device", labels, order, "the user's most frequent device in the window")
 
 
-def category_segments(rec: Recommender, window: EvalWindow, window_events: pd.DataFrame,
+def category_segments(rec: HybridRecommender, window: EvalWindow, window_events: pd.DataFrame,
                       top: int = 5) -> Segmentation:
     """Each user's main category in the window; the ``top`` most common are kept, the rest
     grouped as "other"."""
@@ -133,7 +133,7 @@ def category_segments(rec: Recommender, window: EvalWindow, window_events: pd.Da
                         f"the user's main category in the window (top {top}, rest = other)")
 
 
-def user_segmentations(rec: Recommender, window: EvalWindow, window_events: pd.DataFrame
+def user_segmentations(rec: HybridRecommender, window: EvalWindow, window_events: pd.DataFrame
                        ) -> tuple[list[Segmentation], list[str]]:
     """All user segmentations, and notes on the ones that could not be made."""
     segs = [new_vs_returning(window), activity_tiers(rec, window)]
@@ -186,11 +186,11 @@ def segment_table(results: Mapping[str, ModelResult], seg: Segmentation,
     return out
 
 
-def cold_warm_items(rec: Recommender, window: EvalWindow, results: Mapping[str, ModelResult],
+def cold_warm_items(rec: HybridRecommender, window: EvalWindow, results: Mapping[str, ModelResult],
                     k: int) -> dict[str, object]:
     """Recall@k and hit rate@k on relevant items without training events (cold) and with
     (warm), per model; users without a relevant item of a kind are left out of that kind."""
-    trained = np.asarray(rec.stats.trained, dtype=bool)
+    trained = ~rec.cold_items()
     cold = [r[~trained[r]] for r in window.relevant]
     warm = [r[trained[r]] for r in window.relevant]
     out: dict[str, object] = {

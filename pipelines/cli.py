@@ -40,11 +40,11 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 
 
 def _cmd_split(args: argparse.Namespace) -> None:
-    from pipelines.config import load_pipeline_config
     from pipelines.prepare import print_lines, split_dir
+    from recsys.config import load_train_config
     from recsys.data.split import summary_lines
 
-    config = load_pipeline_config(args.config).split
+    config = load_train_config(args.config).split
     summary = split_dir(args.directory, config, summary_path=args.out)
     print_lines(summary_lines(summary))
 
@@ -71,10 +71,10 @@ def _cmd_import(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from pipelines.config import load_pipeline_config
     from pipelines.train import train
+    from recsys.config import load_train_config
 
-    train(args.data, args.out, load_pipeline_config(args.config))
+    train(args.data, args.out, load_train_config(args.config))
 
 
 def _cmd_recommend(args: argparse.Namespace) -> None:

@@ -48,7 +48,8 @@ def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
 
     bundle_dir = out / "bundle"
     _step(4, total, f"training -> {bundle_dir}")
-    result = train(data_dir, bundle_dir)
+    rec = train(data_dir, bundle_dir)
+    assert rec.manifest is not None
 
     from pipelines.evaluate import evaluate
 
@@ -57,7 +58,7 @@ def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
                     f"-> {report_dir}")
     evaluate(data_dir, bundle_dir, report_dir=report_dir, n_resamples=500, quiet=True)
     print(f"      report: {report_dir / 'report.html'} (also metrics.json, summary.md)")
-    print(f"      bundle {result.manifest['version']}")
+    print(f"      bundle {rec.manifest.version}")
     if serve:
         _step(6, total, f"serving {bundle_dir} with the experiment in {SERVING_CONFIG.name}")
         _serve(out, bundle_dir, data_dir, host=host, port=port, simulate_users=simulate_users)

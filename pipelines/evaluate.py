@@ -1,6 +1,7 @@
 """``recsys evaluate``: the analysts' offline report for a trained bundle.
 
-The hybrid and each baseline pipeline run through the same :class:`~recsys.recommender.Recommender`
+The hybrid and each baseline pipeline run through the same
+:class:`~recsys.recommender.HybridRecommender`
 (``rec.variant(name)``) for the same users: every buyer of the evaluation window (by default the
 bundle's test split, events at/after ``data.split.test_start`` in its manifest), asked as of the
 window start with the history the bundle holds. Output: ``report.html`` (self-contained),
@@ -32,11 +33,11 @@ from evaluation.report import (
 )
 from evaluation.segments import cold_warm_items, user_segmentations
 from recsys import columns as C
-from recsys.bundle import fingerprint_files
 from recsys.data.io import find_table
 from recsys.data.validate import load_dataset
 from recsys.errors import ConfigError, DataError
-from recsys.recommender import PIPELINES, Recommender, load_recommender
+from recsys.manifest import Manifest, fingerprint_files
+from recsys.recommender import HybridRecommender
 from recsys.threads import set_thread_policy
 
 DEFAULT_BASELINES: tuple[str, ...] = ("popularity", "als", "content")
@@ -54,7 +55,7 @@ def _utc(value: str | pd.Timestamp) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def resolve_window(manifest: dict[str, Any], window: WindowSpec | None
+def resolve_window(manifest: Manifest, window: WindowSpec | None
                    ) -> tuple[pd.Timestamp, pd.Timestamp | None, str]:
     """(start, end or None, where it came from); the default is the bundle's test split."""
     if window is not None:
@@ -62,12 +63,10 @@ def resolve_window(manifest: dict[str, Any], window: WindowSpec | None
         if end is not None and end <= start:
             raise ConfigError(f"window: end {end} is not after start {start}")
         return start, end, "given"
-    try:
-        start = _utc(manifest["data"]["split"]["test_start"])
-    except KeyError:
-        raise DataError("bundle manifest has no data.split.test_start; give the window "
-                        "explicitly") from None
-    return start, None, "the bundle's test split"
+    if manifest.data.test_start is None:
+        raise DataError("the bundle was trained on every event (no test split); give the "
+                        "window explicitly")
+    return _utc(manifest.data.test_start), None, "the bundle's test split"
 
 
 def window_events(events: pd.DataFrame, items: pd.DataFrame, start: pd.Timestamp,
@@ -84,7 +83,7 @@ def window_events(events: pd.DataFrame, items: pd.DataFrame, start: pd.Timestamp
     return out.reset_index(drop=True)
 
 
-def load_window(rec: Recommender, events: pd.DataFrame, start: pd.Timestamp, *,
+def load_window(rec: HybridRecommender, events: pd.DataFrame, start: pd.Timestamp, *,
                 max_users: int | None = None, seed: int = 0,
                 users: Sequence[str] | None = None) -> EvalWindow:
     """The evaluation window for ``rec``; ``users`` restricts it to those external ids (so two
@@ -98,39 +97,37 @@ def load_window(rec: Recommender, events: pd.DataFrame, start: pd.Timestamp, *,
     return window
 
 
-def bundle_record(manifest: dict[str, Any], rec: Recommender) -> dict[str, Any]:
+def bundle_record(manifest: Manifest, rec: HybridRecommender) -> dict[str, Any]:
     """What the report shows about the bundle: split, config, learning curves, ranker."""
-    models = manifest.get("models", {})
-    ranker = dict(manifest.get("ranker", {}))
-    if "history" not in ranker and rec.ranker is not None:
-        ranker["history"] = rec.ranker.history_
+    ranker = manifest.ranker.model_dump() if manifest.ranker is not None else {}
     return {
-        "version": manifest.get("version"),
-        "created_at": manifest.get("created_at"),
-        "split": manifest.get("data", {}).get("split", {}),
-        "validation": manifest.get("data", {}).get("validation", {}),
-        "config": manifest.get("config", {}),
-        "timings_seconds": manifest.get("timings_seconds", {}),
-        "curves": {n: m.get("curve", []) for n, m in models.items()},
-        "valid_metrics": {n: m.get("valid_metrics", {}) for n, m in models.items()},
-        "best_iteration": {n: m.get("best_iteration") for n, m in models.items()},
+        "version": manifest.version,
+        "created_at": manifest.created_at.isoformat(),
+        "split": manifest.data.split,
+        "validation": manifest.data.validation,
+        "config": manifest.config,
+        "timings_seconds": manifest.timings_seconds,
+        "curves": {n: m.curve for n, m in manifest.models.items()},
+        "valid_metrics": {n: m.valid_metrics for n, m in manifest.models.items()},
+        "best_iteration": {n: m.best_iteration for n, m in manifest.models.items()},
         "ranker": ranker,
     }
 
 
 def _check_names(baselines: Sequence[str], ks: Sequence[int], against: str | None,
-                 rec: Recommender) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    unknown = [b for b in baselines if b not in PIPELINES or b == "hybrid"]
+                 rec: HybridRecommender) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    pipelines = rec.pipelines
+    unknown = [b for b in baselines if b not in pipelines or b == "hybrid"]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {unknown} (expected some of "
-                          f"{', '.join(p for p in PIPELINES if p != 'hybrid')})")
+                          f"{', '.join(p for p in pipelines if p != 'hybrid')})")
     bad = [k for k in ks if not 1 <= int(k) <= rec.config.max_k]
     if not ks or bad:
         raise ConfigError(f"k values must be in 1..{rec.config.max_k}, got {list(ks)}")
     models = ("hybrid", *dict.fromkeys(baselines))
     if against is not None and against not in models:
-        if against not in PIPELINES:
-            raise ConfigError(f"--against {against!r}: expected one of {', '.join(PIPELINES)}")
+        if against not in pipelines:
+            raise ConfigError(f"--against {against!r}: expected one of {', '.join(pipelines)}")
         models = (*models, against)   # the reference of the paired tests is always evaluated
     return models, tuple(sorted({int(k) for k in ks}))
 
@@ -155,22 +152,22 @@ def evaluate(data_dir: str | Path, bundle_dir: str | Path, *,
         stages[stage] = round(now - since, 3)
         return now
 
-    rec, loaded = load_recommender(bundle_dir)
-    manifest: dict[str, Any] = dict(loaded)
+    rec = HybridRecommender.load(bundle_dir)
+    assert rec.manifest is not None
+    manifest = rec.manifest
     models, ks = _check_names(baselines, ks, against, rec)
     if max_users is not None and max_users < 2:
         raise ConfigError(f"max_users must be >= 2, got {max_users}")
     dataset = load_dataset(data_dir)
     warnings: list[str] = []
-    fingerprint = manifest.get("data", {}).get("fingerprint")
     current = fingerprint_files([find_table(data_dir, "events"), find_table(data_dir, "items")])
-    if fingerprint and fingerprint != current:
+    if manifest.data.fingerprint != current:
         warnings.append(f"{data_dir} is not the data the bundle was trained on (fingerprint "
                         "differs); fine for a newer export, misleading otherwise")
     t = lap("load", started)
     start, end, source = resolve_window(manifest, window)
-    test_start = manifest.get("data", {}).get("split", {}).get("test_start")
-    if test_start and start < _utc(test_start):
+    test_start = manifest.data.test_start
+    if test_start is not None and start < _utc(test_start):
         warnings.append(f"the window starts before the bundle's test split ({test_start}): "
                         "models saw part of it in training, so metrics are optimistic")
     events = window_events(dataset.events, dataset.items, start, end)
@@ -190,7 +187,7 @@ def evaluate(data_dir: str | Path, bundle_dir: str | Path, *,
     ope = off_policy_section(open_bandit, alpha)
     t = lap("off_policy", t)
     meta = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "bundle_dir": str(bundle_dir), "bundle_version": manifest.get("version"),
+            "bundle_dir": str(bundle_dir), "bundle_version": manifest.version,
             "data_dir": str(data_dir), "window_end": None if end is None else end.isoformat(),
             "window_source": source, "max_users": max_users, "warnings": warnings}
     report = build_report(results, w, ks=ks, against=against, segmentations=segs,

@@ -23,7 +23,7 @@ from pipelines.evaluate import WindowSpec, load_window, resolve_window, window_a
 from recsys.configfile import load_config
 from recsys.data.validate import load_dataset
 from recsys.errors import DataError
-from recsys.recommender import load_recommender
+from recsys.recommender import HybridRecommender
 from recsys.threads import set_thread_policy
 
 
@@ -35,10 +35,11 @@ def gate(candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Pa
     set_thread_policy("serve")
     if not isinstance(rules, GateRules):
         rules = load_config(GateRules, rules)
-    champion, champion_manifest = load_recommender(champion_dir)
-    candidate, _ = load_recommender(candidate_dir)
+    champion = HybridRecommender.load(champion_dir)
+    candidate = HybridRecommender.load(candidate_dir)
+    assert champion.manifest is not None
     dataset = load_dataset(data_dir)
-    start, end, source = resolve_window(champion_manifest, window)
+    start, end, source = resolve_window(champion.manifest, window)
     events = window_events(dataset.events, dataset.items, start, end)
     w_champion = load_window(champion, events, start, max_users=rules.max_users,
                              seed=rules.seed)

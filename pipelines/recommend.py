@@ -9,7 +9,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from recsys.errors import DataError
-from recsys.recommender import Request, load_recommender
+from recsys.recommender import HybridRecommender, Request
 from recsys.threads import set_thread_policy
 
 
@@ -33,7 +33,7 @@ def recommend_batch(bundle: str | Path, users_file: str | Path, out: str | Path,
     if not 1 <= k <= 100:
         raise DataError(f"--k {k} (expected 1..100)")
     set_thread_policy("serve")
-    rec, _ = load_recommender(bundle)
+    rec = HybridRecommender.load(bundle)
     timestamp = None
     if at is not None:
         try:

@@ -1,187 +1,182 @@
-"""A trained, versioned artifact: models + id maps + catalog snapshot + a manifest.
+"""A trained, versioned artifact: every fitted part of a hybrid, and a manifest.
 
-Layout of a bundle directory::
+Layout of a bundle directory (each part writes through :mod:`recsys.persist`)::
 
-    manifest.json          version id, schema version, data fingerprint, split cutoffs, config,
-                           library versions, timings, validation metrics, learning curves,
-                           and a sha256 per file below
-    ids.npz                user and item external ids (internal id = position)
-    items.parquet          the catalog at training time (categories, prices, stock)
-    models/<name>/...      each model's own files (npz / torch state_dict / JSON / LightGBM text)
+    manifest.json              typed record (recsys.manifest): data, spans, config, libraries,
+                               timings, metrics, ranker, features, files and a sha256 per file
+    hybrid/                    hybrid.json (config, sources, features, event weights) and
+                               users.npz (whose model vectors are kept)
+    catalog/                   items.parquet + catalog.json
+    history/                   the per-user event history served from
+    models/{popularity,als,content}/   the first-stage models
+    spaces/{cf,content}/       FAISS indexes over the models' item vectors
+    sources/<name>/            state a source fitted itself (co-purchase)
+    ranker/                    LightGBM text model + its feature list
 
-Everything is a safe format: nothing is unpickled on load. :func:`load_bundle` verifies the
-schema version and every checksum before reading a byte of model data, and names the file that
-fails.
+Nothing is unpickled on load. :func:`load_bundle` validates the manifest, verifies every
+checksum before reading a byte of model data, and refuses a bundle whose feature list is not
+the one this code computes; any failure is a BundleError naming the file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
-import platform
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from recsys.catalog import Catalog
+from recsys.config import HybridConfig
 from recsys.data.idmap import IdMap
 from recsys.errors import BundleError
-from recsys.models.base import Model
+from recsys.history import HistoryIndex
+from recsys.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    Manifest,
+    library_versions,
+    read_manifest,
+    sha256_file,
+    verify_checksums,
+    version_id,
+    write_manifest,
+)
+from recsys.models.content import ContentModel
+from recsys.models.mf import MFModel
+from recsys.models.popularity import PopularityModel
+from recsys.models.ranker import Ranker
+from recsys.persist import (
+    field,
+    read_arrays,
+    read_config,
+    read_meta,
+    write_arrays,
+    write_meta,
+)
+from recsys.sources import build_sources
+from recsys.sources.base import Parts
+from recsys.space import Space
 
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-# model kind -> "module:Class"; imported lazily so loading a popularity-only bundle needs no torch
-MODEL_CLASSES: dict[str, str] = {
-    "popularity": "recsys.models.popularity:PopularityModel",
-    "mf": "recsys.models.mf:MFModel",
-    "content": "recsys.models.content:ContentModel",
-}
-TRACKED_LIBRARIES = ("numpy", "pandas", "scipy", "implicit", "torch", "faiss-cpu", "lightgbm")
+if TYPE_CHECKING:
+    from recsys.recommender import HybridRecommender
 
+KIND = "hybrid"
+FORMAT_VERSION = 1
+MODELS: dict[str, type[PopularityModel | MFModel | ContentModel]] = {
+    "popularity": PopularityModel, "als": MFModel, "content": ContentModel}
+SPACE_MODEL = {"cf": "als", "content": "content"}
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fingerprint_files(paths: list[Path]) -> str:
-    """sha256 over the names and contents of the input files (order-independent)."""
-    digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.name):
-        digest.update(path.name.encode())
-        digest.update(sha256_file(path).encode())
-    return digest.hexdigest()
-
-
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in TRACKED_LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _model_class(kind: str) -> type[Model]:
-    if kind not in MODEL_CLASSES:
-        raise BundleError(f"unknown model kind {kind!r} (expected one of {sorted(MODEL_CLASSES)})")
-    module, cls = MODEL_CLASSES[kind].split(":")
-    return getattr(importlib.import_module(module), cls)
+__all__ = ["save_bundle", "load_bundle", "read_manifest", "MANIFEST"]
 
 
-@dataclass
-class Bundle:
-    """A loaded bundle. ``models`` maps a model name (e.g. ``"als"``) to a fitted model."""
-
-    directory: Path
-    manifest: dict[str, Any]
-    users: IdMap
-    items: IdMap
-    item_table: pd.DataFrame
-    models: dict[str, Model] = field(default_factory=dict)
-
-    @property
-    def version(self) -> str:
-        return str(self.manifest["version"])
-
-
-class Part(Protocol):
-    def save(self, directory: Path) -> list[str]: ...
-
-
-def write_bundle(out: str | Path, *, models: dict[str, tuple[str, Model]], users: IdMap,
-                 items: IdMap, item_table: pd.DataFrame, manifest: dict[str, Any],
-                 parts: dict[str, Part] | None = None) -> Path:
-    """Write a bundle. ``models`` maps name -> (kind, fitted model); ``parts`` are other
-    components saved in ``<name>/`` (e.g. the hybrid's ranker and indexes); ``manifest`` holds
-    the caller's fields (config, data fingerprint, cutoffs, timings, metrics, curves)."""
+def save_bundle(rec: HybridRecommender, out: str | Path) -> Manifest:
+    """Write every part of ``rec`` and its manifest into ``out``."""
+    if rec.report is None:
+        raise BundleError("this recommender has no fit report (fit it, or load a bundle)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "ids.npz", allow_pickle=False, **users.to_arrays("user"),
-             **items.to_arrays("item"))
-    item_table.to_parquet(out / "items.parquet", index=False)
-    files = ["ids.npz", "items.parquet"]
-    entries = {}
-    for name, (kind, model) in models.items():
-        model_dir = out / "models" / name
-        model_dir.mkdir(parents=True, exist_ok=True)
-        written = model.save(model_dir)
-        files += [f"models/{name}/{f}" for f in written]
-        entries[name] = {"kind": kind, "files": [f"models/{name}/{f}" for f in written]}
-    for name, part in (parts or {}).items():
-        (out / name).mkdir(parents=True, exist_ok=True)
-        files += [f"{name}/{f}" for f in part.save(out / name)]
+    parts = rec.parts
+    files: dict[str, list[str]] = {}
+
+    def part(name: str, save: object) -> Path:
+        directory = out / name
+        directory.mkdir(parents=True, exist_ok=True)
+        written = save(directory)  # type: ignore[operator]
+        files[name] = [f"{name}/{f}" for f in written]
+        return directory
+
+    part("hybrid", lambda d: [
+        write_meta(d, KIND, kind=KIND, version=FORMAT_VERSION,
+                   config=rec.config.model_dump(mode="json"), sources=list(rec.sources),
+                   features=list(rec.features.names),
+                   type_weights=rec.type_weights.tolist()),
+        write_arrays(d, "users", rec.users.to_arrays("user"))])
+    part("catalog", parts.catalog.save)
+    part("history", rec.history.save)
+    models = {"popularity": parts.popularity, "als": parts.spaces["cf"].model,
+              "content": parts.spaces["content"].model}
+    for name, model in models.items():
+        part(f"models/{name}", model.save)
+    for name, space in parts.spaces.items():
+        part(f"spaces/{name}", space.save)
+    for name, source in rec.sources.items():
+        written = part(f"sources/{name}", source.save)
+        if not files[f"sources/{name}"]:
+            del files[f"sources/{name}"]
+            written.rmdir()
+    if rec.ranker is not None:
+        part("ranker", rec.ranker.save)
     created = datetime.now(UTC)
-    body = {
-        "schema_version": SCHEMA_VERSION,
-        "created_at": created.isoformat(),
-        "libraries": library_versions(),
-        **manifest,
-        "models": {**manifest.get("models", {}),
-                   **{n: {**manifest.get("models", {}).get(n, {}), **e}
-                      for n, e in entries.items()}},
-        "checksums": {f: sha256_file(out / f) for f in files},
-    }
-    seed = json.dumps(body["checksums"], sort_keys=True) + created.isoformat()
-    body["version"] = created.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha256(
-        seed.encode()).hexdigest()[:8]
-    (out / MANIFEST).write_text(json.dumps(body, indent=2, default=str) + "\n")
-    return out
-
-
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / MANIFEST
-    if not path.exists():
-        raise BundleError(f"{path}: not found (is {directory} a bundle directory?)")
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from None
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"{path}: schema_version {version!r} is not supported "
-                          f"(expected {SCHEMA_VERSION}); retrain with this version of recsys")
+    checksums = {f: sha256_file(out / f) for fs in files.values() for f in fs}
+    report = rec.report
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, version=version_id(created, checksums),
+        created_at=created, libraries=library_versions(), data=report.data,
+        config=report.config, timings_seconds=report.timings_seconds, models=report.models,
+        ranker=report.ranker,
+        retrieval={n: s.build_info for n, s in parts.spaces.items()},
+        sources=list(rec.sources), features=list(rec.features.names), files=files,
+        checksums=checksums)
+    write_manifest(out, manifest)
     return manifest
 
 
-def verify_checksums(directory: Path, manifest: dict[str, Any]) -> None:
-    for name, expected in manifest.get("checksums", {}).items():
-        path = directory / name
-        if not path.exists():
-            raise BundleError(f"{path}: missing from the bundle")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise BundleError(f"{path}: checksum mismatch (sha256 {actual[:12]}..., manifest "
-                              f"says {expected[:12]}...); the file is corrupted or was changed")
+def load_bundle(directory: str | Path) -> HybridRecommender:
+    """Load and verify a bundle as a ready :class:`HybridRecommender`."""
+    from recsys.recommender import HybridRecommender
 
-
-def load_bundle(directory: str | Path, *, only: set[str] | None = None) -> Bundle:
-    """Load and verify a bundle; ``only`` restricts which models are loaded."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     verify_checksums(directory, manifest)
-    with np.load(directory / "ids.npz", allow_pickle=False) as ids:
-        users = IdMap.from_arrays(ids, "user")
-        items = IdMap.from_arrays(ids, "item")
-    item_table = pd.read_parquet(directory / "items.parquet")
-    bundle = Bundle(directory, manifest, users, items, item_table)
-    for name, entry in manifest.get("models", {}).items():
-        if only is not None and name not in only:
-            continue
-        try:
-            bundle.models[name] = _model_class(entry["kind"]).load(directory / "models" / name)
-        except BundleError:
-            raise
-        except Exception as exc:  # a verified file that still fails to parse: name it
-            raise BundleError(f"{directory / 'models' / name}: cannot load model {name!r} "
-                              f"({type(exc).__name__}: {exc})") from exc
-    return bundle
+    hybrid_dir = directory / "hybrid"
+    meta = read_meta(hybrid_dir, KIND, kind=KIND, version=FORMAT_VERSION)
+    path = hybrid_dir / f"{KIND}.json"
+    config = read_config(meta, path, HybridConfig)
+    users = IdMap.from_arrays(read_arrays(hybrid_dir, "users", ("user_ids",)), "user")
+    models = {name: cls.load(directory / "models" / name) for name, cls in MODELS.items()}
+    popularity = models["popularity"]
+    assert isinstance(popularity, PopularityModel)
+    spaces = {}
+    for name, model_name in SPACE_MODEL.items():
+        model = models[model_name]
+        assert isinstance(model, MFModel | ContentModel)
+        spaces[name] = Space.load(directory / "spaces" / name, name, model)
+    parts = Parts(Catalog.load(directory / "catalog"), popularity, spaces)
+    _check_sizes(directory, parts)
+    names = tuple(field(meta, "sources", path))
+    if names != config.enabled_sources:
+        raise BundleError(f"{path}: sources {list(names)} differ from its config's "
+                          f"{list(config.enabled_sources)}")
+    sources = build_sources(names, config.sources, parts)
+    for name, source in sources.items():
+        if f"sources/{name}" in manifest.files:
+            source.load_state(directory / "sources" / name)
+    ranker = Ranker.load(directory / "ranker") if "ranker" in manifest.files else None
+    rec = HybridRecommender(
+        parts=parts, history=HistoryIndex.load(directory / "history"), users=users,
+        type_weights=np.asarray(field(meta, "type_weights", path), dtype=np.float32),
+        sources=sources, config=config, manifest=manifest)
+    if tuple(manifest.features) != rec.features.names:
+        raise BundleError(f"{directory / MANIFEST}: the bundle's features differ from the ones "
+                          f"this version of recsys computes ({_diff(manifest.features, rec)}); "
+                          f"retrain with this version")
+    if ranker is not None:
+        rec.set_ranker(ranker)
+    return rec
+
+
+def _diff(features: list[str], rec: HybridRecommender) -> str:
+    have, want = set(features), set(rec.features.names)
+    return (f"only in the bundle: {sorted(have - want)}; only in the code: "
+            f"{sorted(want - have)}" if have != want else "same names, another order")
+
+
+def _check_sizes(directory: Path, parts: Parts) -> None:
+    """Every per-item part must describe the catalog's items."""
+    n = len(parts.catalog)
+    sizes = {"models/popularity": parts.popularity.n_items,
+             **{f"spaces/{name}": len(space.vectors) for name, space in parts.spaces.items()}}
+    for name, size in sizes.items():
+        if size != n:
+            raise BundleError(f"{directory / name}: holds {size} items, the catalog {n}")

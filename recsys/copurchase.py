@@ -16,8 +16,12 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsys import columns as C
-from recsys.candidates import unique_inverse
 from recsys.configfile import StrictModel
+from recsys.persist import read_arrays, read_meta, reading, write_arrays, write_meta
+from recsys.pool import unique_inverse
+
+KIND = "copurchase"
+FORMAT_VERSION = 1
 
 
 class CoPurchaseConfig(StrictModel):
@@ -91,14 +95,24 @@ class CoPurchase:
         return uniq, total, src[first]
 
     def save(self, directory: Path) -> list[str]:
-        assert self.neighbours_ is not None
-        sp.save_npz(directory / "copurchase.npz", self.neighbours_)
-        return ["copurchase.npz"]
+        m = self.neighbours_
+        assert m is not None
+        return [write_arrays(directory, KIND, {"data": m.data, "indices": m.indices,
+                                              "indptr": m.indptr, "shape": np.array(m.shape)}),
+                write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
+                           pairs=int(m.nnz))]
 
     @classmethod
     def load(cls, directory: Path, config: CoPurchaseConfig | None = None) -> CoPurchase:
+        read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        z = read_arrays(directory, KIND, ("data", "indices", "indptr", "shape"))
+        path = directory / f"{KIND}.npz"
+        with reading(path, "co-purchase arrays"):
+            matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]),
+                                   shape=tuple(int(v) for v in z["shape"]))
+            matrix.check_format()
         model = cls(config)
-        model.neighbours_ = sp.load_npz(directory / "copurchase.npz").tocsr()
+        model.neighbours_ = matrix
         return model
 
 

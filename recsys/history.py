@@ -17,6 +17,10 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.data.idmap import IdMap
+from recsys.persist import read_arrays, read_meta, write_arrays, write_meta
+
+KIND = "history"
+FORMAT_VERSION = 1
 
 # event type codes follow columns.EVENT_TYPES: view=0, click=1, add_to_cart=2, purchase=3
 TYPE_CODE = {t: i for i, t in enumerate(C.EVENT_TYPES)}
@@ -124,15 +128,23 @@ class HistoryIndex:
         return HistoryIndex(self.users, offsets, self.items[keep], self.types[keep],
                             self.times[keep], self.quantity[keep], self.price[keep])
 
+    def sample_users(self, n: int) -> list[str]:
+        """Up to ``n`` users with events (warm-up requests, examples)."""
+        has = np.flatnonzero(np.diff(self.offsets) > 0)[:n]
+        return [str(u) for u in self.users.external_ids[has]]
+
     def save(self, directory: Path) -> list[str]:
-        np.savez(directory / "history.npz", allow_pickle=False, **self.users.to_arrays("user"),
-                 offsets=self.offsets,
-                 items=self.items, types=self.types, times=self.times, quantity=self.quantity,
-                 price=self.price)
-        return ["history.npz"]
+        arrays = {**self.users.to_arrays("user"), "offsets": self.offsets, "items": self.items,
+                  "types": self.types, "times": self.times, "quantity": self.quantity,
+                  "price": self.price}
+        return [write_arrays(directory, KIND, arrays),
+                write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
+                           users=len(self.users), events=len(self.items))]
 
     @classmethod
     def load(cls, directory: Path) -> HistoryIndex:
-        with np.load(directory / "history.npz", allow_pickle=False) as z:
-            return cls(IdMap.from_arrays(z, "user"), z["offsets"], z["items"], z["types"],
-                       z["times"], z["quantity"], z["price"])
+        read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        z = read_arrays(directory, KIND, ("user_ids", "offsets", "items", "types", "times",
+                                          "quantity", "price"))
+        return cls(IdMap.from_arrays(z, "user"), z["offsets"], z["items"], z["types"],
+                   z["times"], z["quantity"], z["price"])

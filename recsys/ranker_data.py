@@ -3,9 +3,10 @@
 A query is a request a shopper could have made: a session (``session_id``, else user-day) and
 a time ``t`` inside it. The context is the session's events strictly before ``t`` (views and
 clicks as recent views, add-to-carts not yet bought as the cart); the history is the user's
-events strictly before ``t``; the labels are the session's events at or after ``t``, graded
-purchase 4 > add_to_cart 3 > click 2 > view 1 > none 0. Candidates and features come from
-:meth:`Recommender.prepare`, the code serving runs, so training and serving cannot drift.
+events strictly before ``t``; the labels are the session's events at or after ``t``, graded by
+the deepest event type (``ranker.grades``: purchase 4 > add_to_cart 3 > click 2 > view 1 > none
+0 by default). Candidates and features come from :meth:`HybridRecommender.prepare`, the code
+serving runs, so training and serving cannot drift.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from recsys import columns as C
+from recsys.context import Request
 from recsys.history import TYPE_CODE, HistoryIndex, to_seconds
-from recsys.recommender import Recommender, Request
-
-GRADE = np.array([1, 2, 3, 4], dtype=np.int32)   # by event type code: view, click, cart, buy
+from recsys.recommender import HybridRecommender
 
 
 @dataclass
@@ -60,10 +60,12 @@ def sample_queries(window: pd.DataFrame, *, max_queries: int, seed: int) -> pd.D
     return queries.sort_values(["t", "key"]).reset_index(drop=True)
 
 
-def build_dataset(rec: Recommender, window: pd.DataFrame, history: HistoryIndex, *,
-                  max_queries: int = 20000, seed: int = 0,
+def build_dataset(rec: HybridRecommender, window: pd.DataFrame, history: HistoryIndex, *,
+                  max_queries: int = 20000, seed: int = 0, context_views: int = 20,
                   progress: bool = False) -> RankerDataset:
-    """Features and graded labels for sampled queries of ``window``."""
+    """Features and graded labels for sampled queries of ``window``; a query's session context
+    keeps its last ``context_views`` views."""
+    grade_of = rec.config.ranker.grade_by_type()
     queries = sample_queries(window, max_queries=max_queries, seed=seed)
     w = window.copy()
     w[C.USER_ID] = w[C.USER_ID].astype(str)
@@ -97,13 +99,14 @@ def build_dataset(rec: Recommender, window: pd.DataFrame, history: HistoryIndex,
             user_id=q.user_id, timestamp=pd.Timestamp(q.t, unit="s", tz="UTC"),
             device=None if device is None else str(device),
             cart=tuple(rec.items.to_external(cart)),
-            recent_views=tuple(rec.items.to_external(views[-20:])))
+            recent_views=tuple(rec.items.to_external(views[-context_views:]))
+            if context_views else ())
         prep = rec.prepare(request, history=history.slice(q.user_id, before=q.t))
         if len(prep.pool) == 0:
             skipped += 1
             continue
         grade = np.zeros(len(rec.items), dtype=np.int32)
-        np.maximum.at(grade, item_all[cut:hi], GRADE[type_all[cut:hi]])
+        np.maximum.at(grade, item_all[cut:hi], grade_of[type_all[cut:hi]])
         y = grade[prep.pool.ids]
         if y.max() == 0:
             skipped += 1

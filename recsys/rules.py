@@ -13,12 +13,16 @@ diversity re-rank (MMR over item embeddings and/or a per-category cap).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import Field
 
 from recsys.configfile import StrictModel
+
+if TYPE_CHECKING:
+    from recsys.catalog import Catalog
 
 
 class RulesConfig(StrictModel):
@@ -30,6 +34,10 @@ class RulesConfig(StrictModel):
     pinned_items: tuple[str, ...] = ()          # external ids, shown first when eligible
     boosts: dict[str, float] = Field(default_factory=dict)   # external item id -> multiplier
     mmr_lambda: float | None = Field(None, ge=0, le=1)   # None = no MMR; 1 = pure relevance
+    # MMR re-ranks the best max(k x mmr_head_factor, mmr_head_min) items: enough to find
+    # diverse ones, few enough for its k x head similarity matrix to stay cheap
+    mmr_head_factor: int = Field(5, ge=1)
+    mmr_head_min: int = Field(50, ge=1)
     max_per_category: int | None = Field(None, ge=1)
 
 
@@ -41,22 +49,7 @@ class Filters:
     exclude_items: tuple[str, ...] = ()
 
 
-@dataclass
-class CatalogArrays:
-    """Per-item arrays the rules need, aligned to internal ids."""
-
-    category_codes: np.ndarray          # int32 into ``categories``
-    categories: np.ndarray              # category names
-    price: np.ndarray                   # float64
-    in_stock: np.ndarray                # bool
-    first_seen: np.ndarray              # int64 epoch seconds, INT64_MIN when unknown
-    category_index: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.category_index = {str(c): i for i, c in enumerate(self.categories)}
-
-
-def eligible_mask(catalog: CatalogArrays, config: RulesConfig, *, now: int | None,
+def eligible_mask(catalog: Catalog, config: RulesConfig, *, now: int | None,
                   purchased: np.ndarray, filters: Filters, exclude_ids: np.ndarray) -> np.ndarray:
     """True where an item may be recommended for this request."""
     mask = np.ones(len(catalog.price), dtype=bool)

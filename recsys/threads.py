@@ -11,12 +11,15 @@ cores. So:
   on a shared 2-core machine.
 * ``"serve"``: everything single-threaded; parallelism comes from uvicorn workers.
 
-Call :func:`set_thread_policy` once, at the top of a CLI command or app start-up.
+Call :func:`set_thread_policy` once, at the top of a CLI command or app start-up. torch is
+never imported for this (serving does not need it); code that imports torch calls
+:func:`apply_to_torch` after the import.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Literal
 
 from threadpoolctl import threadpool_limits
@@ -34,15 +37,22 @@ def training_threads() -> int:
 
 
 def set_thread_policy(policy: Policy) -> None:
-    """Apply ``policy`` to BLAS, torch and FAISS in this process (idempotent)."""
+    """Apply ``policy`` to BLAS, FAISS and (when loaded) torch in this process (idempotent)."""
     if _state.get("policy") == policy:
         return
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     _state["limits"] = threadpool_limits(limits=1, user_api="blas")
     import faiss  # local: keep `import recsys` light
-    import torch
 
     faiss.omp_set_num_threads(1)
-    torch.set_num_threads(training_threads() if policy == "train" else 1)
     _state["policy"] = policy
+    if "torch" in sys.modules:
+        apply_to_torch()
+
+
+def apply_to_torch() -> None:
+    """Give torch the threads of the current policy (all cores to train, 1 to serve)."""
+    import torch
+
+    torch.set_num_threads(1 if _state.get("policy", "serve") == "serve" else training_threads())

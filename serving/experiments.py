@@ -44,10 +44,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from recsys.configfile import StrictModel, load_config
 from recsys.errors import ConfigError
+from recsys.sources import pipeline_names
 from serving.bucketing import WEIGHT_TOLERANCE, bucket, choose_variant, in_traffic
 
-PipelineName = Literal["hybrid", "popularity", "als", "content"]
-PIPELINES: tuple[str, ...] = ("hybrid", "popularity", "als", "content")
 UnitType = Literal["user_id", "session_id"]
 
 
@@ -57,13 +56,17 @@ class Variant(StrictModel):
     name: str = Field(min_length=1)
     weight: float = Field(ge=0.0, le=1.0)
     bundle: str | None = Field(default=None, min_length=1)
-    pipeline: PipelineName | None = None
+    pipeline: str | None = None      # "hybrid" or a candidate source's baseline pipeline
 
     @model_validator(mode="after")
     def _serves_something(self) -> Variant:
+        pipelines = pipeline_names()
         if self.bundle is None and self.pipeline is None:
             raise ValueError(f"variant '{self.name}' needs a bundle, a pipeline "
-                             f"(one of {', '.join(PIPELINES)}), or both")
+                             f"(one of {', '.join(pipelines)}), or both")
+        if self.pipeline is not None and self.pipeline not in pipelines:
+            raise ValueError(f"variant '{self.name}': unknown pipeline {self.pipeline!r} "
+                             f"(expected one of {', '.join(pipelines)})")
         return self
 
 

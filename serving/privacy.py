@@ -4,11 +4,10 @@
 audit record holding a SHA-256 of the id (never the id). What a loaded bundle keeps per user:
 
 * the history index (events the recommender reads per request): dropped;
-* the ALS user factor, if the user was in training: zeroed. The factor is all that is left of
+* the ALS user factor, if the user was in training: dropped. The factor is all that is left of
   the user's events in the model; the item factors, the co-purchase counts and the popularity
   statistics are aggregates over all users and are left as they are until the next retrain.
-  The id itself stays in the bundle's id maps (with no events and a zero vector), so such a
-  user is still "known" and gets ``fallback: false`` until the bundle is retrained.
+  The user is then unknown (``fallback: true``), and no reason claims to know their tastes.
 
 Changes are copy-on-write: the history is copied, the user dropped from the copy, and the copy
 swapped in with one attribute assignment, so a request running meanwhile sees either the old or
@@ -24,34 +23,19 @@ comes back with new events; the store's new events of that user are unaffected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from recsys.recommender import Recommender
+from recsys.recommender import Forgotten, HybridRecommender
 from serving.event_store import EventStore, audit_subject
 
 DELETE_USER = "delete_user"
 
 
-@dataclass
-class Erased:
-    """What was removed from one bundle for one user."""
-
-    history: bool      # the user had events in the history index (now dropped)
-    factors: bool      # the user had a non-zero ALS factor row (now zero)
+Erased = Forgotten
 
 
-def erase_user(rec: Recommender, user_id: str) -> Erased:
-    """Drop ``user_id``'s history (copy-on-write) and zero their ALS factor row."""
-    had_history = len(rec.history.slice(user_id)) > 0
-    if had_history:
-        rec.history = rec.history.without_user(user_id)   # copy-on-write, one assignment
-    had_factors = False
-    factors = rec.mf.user_factors_
-    if rec.mf_users is not None and user_id in rec.mf_users and factors is not None:
-        row = int(rec.mf_users.to_internal([user_id])[0])
-        had_factors = bool(factors[row].any())
-        factors[row] = 0.0
-    return Erased(had_history, had_factors)
+def erase_user(rec: HybridRecommender, user_id: str) -> Erased:
+    """Make ``rec`` forget ``user_id`` (history and model vectors; see
+    :meth:`~recsys.recommender.HybridRecommender.forget_user`)."""
+    return rec.forget_user(user_id)
 
 
 class ErasureTracker:
@@ -62,16 +46,15 @@ class ErasureTracker:
         self.last_audit_id = 0
         self._subjects: dict[str, str] | None = None
 
-    def _subject_map(self, rec: Recommender) -> dict[str, str]:
+    def _subject_map(self, rec: HybridRecommender) -> dict[str, str]:
         if self._subjects is None:
             users = set(map(str, rec.history.users.external_ids))
-            if rec.mf_users is not None:
-                users.update(map(str, rec.mf_users.external_ids))
+            users.update(map(str, rec.users.external_ids))
             # ~0.15 s per 100k users; only paid once erasures exist
             self._subjects = {audit_subject(u): u for u in users}
         return self._subjects
 
-    def apply(self, rec: Recommender, store: EventStore) -> dict[str, Erased]:
+    def apply(self, rec: HybridRecommender, store: EventStore) -> dict[str, Erased]:
         """Apply the store's erasure records newer than the last one applied; returns the
         users erased here (user id -> what was removed)."""
         new = [r for r in store.audit_log() if r["id"] > self.last_audit_id]

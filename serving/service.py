@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from recsys.recommender import Recommendation, Recommender, Request
+from recsys.recommender import HybridRecommender, Recommendation, Request
 from recsys.rules import Filters
 from serving.experiments import assign
 from serving.exposures import Exposure
@@ -60,7 +60,7 @@ def choose_arm(state: ServingState, user_id: str | None, session_id: str | None)
     return Arm(DEFAULT_BUNDLE, DEFAULT_PIPELINE)
 
 
-def serving_recommender(bundle: LoadedBundle, pipeline: str) -> Recommender:
+def serving_recommender(bundle: LoadedBundle, pipeline: str) -> HybridRecommender:
     rec = bundle.recommender
     # variant() is a shallow copy (microseconds); made per request, not cached, so it always
     # sees the bundle's current history after an erasure

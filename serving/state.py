@@ -2,8 +2,8 @@
 
 One :class:`ServingState` per app instance, built by the lifespan (``serving.app``) and reached
 by routes through ``deps.StateDep``. Bundles are replaced, never edited in place (apart from the
-copy-on-write erasures of :mod:`serving.privacy`): a reload loads the new Recommender fully, then
-swaps the dict entry in one assignment; a request that already looked up the old bundle keeps
+copy-on-write erasures of :mod:`serving.privacy`): a reload loads the new recommender fully,
+then swaps the dict entry in one assignment; a request that already looked up the old bundle keeps
 using it to the end.
 """
 
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from recsys.recommender import Recommender, Request, load_recommender
+from recsys.manifest import Manifest
+from recsys.recommender import HybridRecommender, Request
 from serving.event_store import EventStore
 from serving.experiments import ExperimentsConfig
 from serving.exposures import ExposureWriter
@@ -32,27 +32,26 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedBundle:
-    """A bundle ready to serve: its Recommender, manifest and erasure bookkeeping."""
+    """A bundle ready to serve: its HybridRecommender, manifest and erasure bookkeeping."""
 
     name: str
     path: Path
-    recommender: Recommender
-    manifest: dict[str, Any]
+    recommender: HybridRecommender
+    manifest: Manifest
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     erasures: ErasureTracker = field(default_factory=ErasureTracker)
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
 
-def warm_up(rec: Recommender, n: int) -> None:
+def warm_up(rec: HybridRecommender, n: int) -> None:
     """Run a few requests (known users, an anonymous one, a baseline) so that lazy
     initialisation (LightGBM, FAISS, numpy paths) is paid before real traffic."""
     if n <= 0:
         return
-    users = [str(u) for u in rec.history.users.external_ids[:n]]
-    for user in [*users, None]:
+    for user in [*rec.sample_users(n), None]:
         rec.recommend(Request(user_id=user, k=10))
     rec.variant("popularity").recommend(Request(k=10))
     if len(rec.items):
@@ -80,8 +79,9 @@ def load_serving_bundle(name: str, path: str | Path, store: EventStore, warmup: 
                         ) -> LoadedBundle:
     """Load, apply every erasure recorded so far, warm up. Raises BundleError when broken."""
     started = time.perf_counter()
-    rec, manifest = load_recommender(path)
-    bundle = LoadedBundle(name, Path(path), rec, manifest)
+    rec = HybridRecommender.load(path)
+    assert rec.manifest is not None
+    bundle = LoadedBundle(name, Path(path), rec, rec.manifest)
     bundle.erasures.apply(rec, store)
     warm_up(rec, warmup)
     log.info("bundle %s %s loaded from %s in %.2fs", name, bundle.version, path,

@@ -10,9 +10,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 def tiny_pipeline_config():  # noqa: ANN201 - imported lazily to keep collection light
-    from pipelines.config import PipelineConfig
+    from recsys.config import TrainConfig
 
-    return PipelineConfig.model_validate({
+    return TrainConfig.model_validate({
         "mf": {"iterations": 10, "factors": 16, "eval_every": 5},
         "content": {"epochs": 2, "max_pairs_per_epoch": 4000, "batch_size": 256, "dim": 32,
                     "progress": False},
@@ -37,3 +37,10 @@ def tiny_bundle(tiny_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("bundle") / "b"
     train(tiny_shop, out, tiny_pipeline_config(), quiet=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def world():  # noqa: ANN201 - tests.world is imported lazily to keep collection light
+    from tests.world import build_world
+
+    return build_world()

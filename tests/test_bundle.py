@@ -1,4 +1,4 @@
-"""A bundle is verified on load: checksums, schema version, and files named in errors."""
+"""A bundle is verified on load: typed manifest, checksums, feature list; files named in errors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from recsys.bundle import SCHEMA_VERSION, load_bundle, read_manifest
 from recsys.errors import BundleError
-from recsys.recommender import load_recommender
+from recsys.manifest import SCHEMA_VERSION, read_manifest
+from recsys.recommender import HybridRecommender, Request
 
 
 @pytest.fixture()
@@ -19,19 +19,40 @@ def copy(tiny_bundle: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_bundle, tmp_path / "b"))
 
 
+def edit_manifest(bundle: Path, change) -> None:  # noqa: ANN001 - a one-off editor
+    path = bundle / "manifest.json"
+    body = json.loads(path.read_text())
+    change(body)
+    path.write_text(json.dumps(body))
+
+
 def test_manifest_records_what_a_report_needs(tiny_bundle: Path) -> None:
     m = read_manifest(tiny_bundle)
-    assert m["schema_version"] == SCHEMA_VERSION and m["version"]
-    assert len(m["data"]["fingerprint"]) == 64
-    assert m["data"]["split"]["valid_start"] < m["data"]["split"]["test_start"]
+    assert m.schema_version == SCHEMA_VERSION and m.version
+    assert len(m.data.fingerprint) == 64
+    assert m.data.valid_start is not None and m.data.test_start is not None
+    assert m.data.valid_start < m.data.test_start
     for name in ("popularity", "als", "content"):
-        assert set(m["models"][name]["valid_metrics"]) == {"ndcg@10", "recall@20"}
-        assert name in m["timings_seconds"]
-    assert m["models"]["als"]["curve"] and m["models"]["content"]["curve"]
-    assert m["ranker"]["queries"] > 0 and m["ranker"]["importances"]
-    assert m["config"]["split"] == {"train": 0.7, "valid": 0.15}
-    assert "torch" in m["libraries"] and "implicit" in m["libraries"]
-    assert all(len(v) == 64 for v in m["checksums"].values())
+        assert set(m.models[name].valid_metrics) == {"ndcg@10", "recall@20"}
+        assert name in m.timings_seconds
+        assert m.data.spans[name].end is not None and m.data.spans[name].end <= m.data.valid_start
+    assert m.models["als"].curve and m.models["content"].curve
+    assert m.ranker is not None and m.ranker.queries > 0 and m.ranker.importances
+    assert m.config["split"] == {"train": 0.7, "valid": 0.15}
+    assert "torch" in m.libraries and "implicit" in m.libraries
+    assert all(len(v) == 64 for v in m.checksums.values())
+    assert m.features[:2] == ["cf_score", "content_score"] and "n_sources" in m.features
+
+
+def test_save_then_load_serves_the_same_lists(tiny_bundle: Path, tmp_path: Path) -> None:
+    rec = HybridRecommender.load(tiny_bundle)
+    rec.save(tmp_path / "again")
+    again = HybridRecommender.load(tmp_path / "again")
+    for user in [*rec.sample_users(5), None]:
+        a = rec.recommend(Request(user_id=user, k=10))
+        b = again.recommend(Request(user_id=user, k=10))
+        assert [(i.item_id, i.reasons) for i in a.items] == \
+            [(i.item_id, i.reasons) for i in b.items]
 
 
 def test_flipped_byte_is_caught(copy: Path) -> None:
@@ -40,26 +61,89 @@ def test_flipped_byte_is_caught(copy: Path) -> None:
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
     with pytest.raises(BundleError, match=r"models/als/mf\.npz: checksum mismatch"):
-        load_bundle(copy)
+        HybridRecommender.load(copy)
 
 
 def test_missing_file_and_bad_schema(copy: Path) -> None:
-    (copy / "hybrid" / "ranker.txt").unlink()
-    with pytest.raises(BundleError, match=r"hybrid/ranker\.txt: missing"):
-        load_recommender(copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["schema_version"] = SCHEMA_VERSION + 1
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (copy / "ranker" / "ranker.txt").unlink()
+    with pytest.raises(BundleError, match=r"ranker/ranker\.txt: missing"):
+        HybridRecommender.load(copy)
+    edit_manifest(copy, lambda m: m.update(schema_version=SCHEMA_VERSION + 1))
     with pytest.raises(BundleError, match="schema_version"):
-        load_bundle(copy)
+        HybridRecommender.load(copy)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.update(checksumz=m.pop("checksums")),         # renamed: verification skipped?
+    lambda m: m.update(checksums={}),
+    lambda m: m["data"].pop("fingerprint"),
+    lambda m: m.update(features="cf_score"),
+])
+def test_a_manifest_off_its_schema_is_refused(copy: Path, change) -> None:  # noqa: ANN001
+    edit_manifest(copy, change)
+    with pytest.raises(BundleError, match="manifest.json"):
+        HybridRecommender.load(copy)
+
+
+def test_an_unlisted_file_is_refused(copy: Path) -> None:
+    """A part file without a checksum would be read unverified."""
+    edit_manifest(copy, lambda m: m["checksums"].pop("ranker/ranker.txt"))
+    with pytest.raises(BundleError, match="no checksum for ranker/ranker.txt"):
+        HybridRecommender.load(copy)
+
+
+def test_a_feature_list_this_code_does_not_compute_is_refused(copy: Path) -> None:
+    """Serving refuses a bundle whose features differ, naming the difference (here the manifest
+    and the ranker are edited consistently, checksum included, as a bundle from another version
+    would be)."""
+    from recsys.manifest import sha256_file
+
+    meta = copy / "ranker" / "ranker.json"
+    body = json.loads(meta.read_text())
+    body["feature_names"] = ["trend_old" if f == "trend" else f for f in body["feature_names"]]
+    meta.write_text(json.dumps(body))
+
+    def change(m: dict) -> None:
+        m["features"] = body["feature_names"]
+        m["checksums"]["ranker/ranker.json"] = sha256_file(meta)
+    edit_manifest(copy, change)
+    with pytest.raises(BundleError, match=r"only in the bundle: \['trend_old'\]"):
+        HybridRecommender.load(copy)
+
+
+def test_a_part_of_another_kind_is_refused(copy: Path) -> None:
+    """Each part's JSON says what it is; a file swapped in from another part is named."""
+    from recsys.manifest import sha256_file
+
+    target = copy / "history" / "history.json"
+    shutil.copy(copy / "catalog" / "catalog.json", target)
+    edit_manifest(copy, lambda m: m["checksums"].update({"history/history.json":
+                                                         sha256_file(target)}))
+    with pytest.raises(BundleError, match=r"history/history\.json: holds a 'catalog' part"):
+        HybridRecommender.load(copy)
 
 
 def test_cli_reports_a_broken_bundle_in_one_line(copy: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    (copy / "ids.npz").write_bytes(b"garbage")
+    (copy / "hybrid" / "users.npz").write_bytes(b"garbage")
     users = tmp_path / "users.txt"
     users.write_text("u1\n")
     assert main(["recommend", "--bundle", str(copy), "--users", str(users),
                  "--out", str(tmp_path / "r.csv")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "ids.npz" in err and "checksum" in err and "\n" not in err
+    assert "users.npz" in err and "checksum" in err and "\n" not in err
+
+
+def test_serving_a_bundle_never_imports_torch(tiny_bundle: Path) -> None:
+    """Loading and serving read the content model's arrays only; torch is for (re)training."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from recsys.threads import set_thread_policy; "
+            "set_thread_policy('serve'); from recsys.recommender import HybridRecommender, "
+            f"Request; rec = HybridRecommender.load({str(tiny_bundle)!r}); "
+            "rec.recommend(Request(user_id=rec.sample_users(1)[0], k=5)); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

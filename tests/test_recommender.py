@@ -12,21 +12,20 @@ from recsys.data.split import time_split
 from recsys.data.validate import load_dataset
 from recsys.errors import DataError
 from recsys.history import HistoryIndex
-from recsys.recommender import Recommender, Request, load_recommender
+from recsys.recommender import HybridRecommender, Request
 from recsys.rules import Filters
 
 
 @pytest.fixture(scope="module")
-def rec(tiny_bundle: Path) -> Recommender:
-    return load_recommender(tiny_bundle)[0]
+def rec(tiny_bundle: Path) -> HybridRecommender:
+    return HybridRecommender.load(tiny_bundle)
 
 
-def known_user(rec: Recommender) -> str:
-    assert rec.mf_users is not None
-    return str(rec.mf_users.external_ids[0])
+def known_user(rec: HybridRecommender) -> str:
+    return str(rec.users.external_ids[0])
 
 
-def test_every_item_has_a_reason_and_scores_descend(rec: Recommender) -> None:
+def test_every_item_has_a_reason_and_scores_descend(rec: HybridRecommender) -> None:
     for user in [known_user(rec), "someone-new", None]:
         response = rec.recommend(Request(user_id=user, k=10))
         assert len(response.items) == 10
@@ -37,8 +36,9 @@ def test_every_item_has_a_reason_and_scores_descend(rec: Recommender) -> None:
         assert response.fallback == (user != known_user(rec))
 
 
-def test_cart_reason_names_the_cart_item(rec: Recommender) -> None:
-    cart_item = str(rec.items.external_ids[int(np.argmax(rec.stats.pop_all))])
+def test_cart_reason_names_the_cart_item(rec: HybridRecommender) -> None:
+    popularity = rec.parts.popularity.item_popularity("all_time")
+    cart_item = str(rec.items.external_ids[int(np.argmax(popularity))])
     response = rec.recommend(Request(user_id="anon", cart=(cart_item,), k=10))
     assert cart_item not in [i.item_id for i in response.items]   # never recommend the cart
     named = [i for i in response.items if any(f"({cart_item})" in r for r in i.reasons)]
@@ -46,10 +46,10 @@ def test_cart_reason_names_the_cart_item(rec: Recommender) -> None:
     assert any("in your cart" in r for i in named for r in i.reasons)
 
 
-def test_filters_and_rules_hold(rec: Recommender) -> None:
+def test_filters_and_rules_hold(rec: HybridRecommender) -> None:
     cats = rec.catalog.categories
     wanted = str(cats[0])
-    prices = rec.stats.price
+    prices = rec.catalog.price
     lo, hi = float(np.quantile(prices, 0.2)), float(np.quantile(prices, 0.8))
     exclude = tuple(rec.items.external_ids[:50])
     user = known_user(rec)
@@ -65,7 +65,7 @@ def test_filters_and_rules_hold(rec: Recommender) -> None:
     assert not bought & set(ids.tolist())   # no repeat categories configured: never re-offer
 
 
-def test_unknown_context_items_are_warned_not_fatal(rec: Recommender) -> None:
+def test_unknown_context_items_are_warned_not_fatal(rec: HybridRecommender) -> None:
     response = rec.recommend(Request(user_id="x", cart=("no-such-item",), k=3))
     assert len(response.items) == 3
     assert any("no-such-item" in w for w in response.warnings)
@@ -73,7 +73,7 @@ def test_unknown_context_items_are_warned_not_fatal(rec: Recommender) -> None:
         rec.recommend(Request(k=0))
 
 
-def test_similar_items(rec: Recommender) -> None:
+def test_similar_items(rec: HybridRecommender) -> None:
     item = str(rec.items.external_ids[5])
     similar = rec.similar_items(item, k=5)
     assert len(similar) == 5 and item not in [s.item_id for s in similar]
@@ -81,7 +81,7 @@ def test_similar_items(rec: Recommender) -> None:
         rec.similar_items("nope")
 
 
-def test_point_in_time_history(tiny_shop: Path, rec: Recommender) -> None:
+def test_point_in_time_history(tiny_shop: Path, rec: HybridRecommender) -> None:
     """A feature for a label at time t uses no event at or after t: features computed from the
     full history sliced at t equal features computed from a history that never had the later
     events."""
@@ -102,15 +102,14 @@ def test_point_in_time_history(tiny_shop: Path, rec: Recommender) -> None:
 
 
 def test_hybrid_beats_each_source_alone(tiny_shop: Path, tiny_bundle: Path,
-                                        rec: Recommender) -> None:
+                                        rec: HybridRecommender) -> None:
     """On held-out purchases, the ranked hybrid beats every single-source pipeline."""
     from evaluation.offline import make_window, recommend_lists, score_lists
-    from recsys.bundle import read_manifest
-
-    split_info = read_manifest(tiny_bundle)["data"]["split"]
+    assert rec.manifest is not None
+    data = rec.manifest.data
     events = load_dataset(tiny_shop).events
-    split = time_split(events, valid_start=pd.Timestamp(split_info["valid_start"]),
-                       test_start=pd.Timestamp(split_info["test_start"]))
+    split = time_split(events, valid_start=pd.Timestamp(data.valid_start),
+                       test_start=pd.Timestamp(data.test_start))
     window = make_window(rec, split.test, start=split.test_start)
     scores = {p: score_lists(recommend_lists(rec.variant(p), window, 10), window, (10,))
               for p in ("hybrid", "popularity", "als", "content")}
@@ -119,25 +118,25 @@ def test_hybrid_beats_each_source_alone(tiny_shop: Path, tiny_bundle: Path,
         assert hybrid > scores[baseline]["ndcg@10"], scores
 
 
-def test_ivf_on_real_vectors_matches_exact(rec: Recommender) -> None:
+def test_ivf_on_real_vectors_matches_exact(rec: HybridRecommender) -> None:
     """IVF (forced, the tiny catalog would be exact) over the trained ALS item factors, tuned
     on half the real user vectors, reaches the target recall on the other half."""
     from recsys.retrieval import ItemIndex, RetrievalConfig, score_recall
 
-    assert rec.mf.user_factors_ is not None
-    users = rec.mf.user_factors_
+    space = rec.parts.spaces["cf"]
+    users = space.model.user_factors_  # type: ignore[attr-defined]
     tune, held_out = users[::2], users[1::2]
     config = RetrievalConfig(exact_max_items=0, candidate_depth=50, max_probe_share=1.0)
-    index = ItemIndex.build(rec.cf_vectors, config, tune)
+    index = ItemIndex.build(space.vectors, config, tune)
     assert index.build_info_["kind"] == "ivf"
     assert index.build_info_["measured_recall"] >= config.target_recall
     got_ids, _ = index.search(held_out, 50)
-    got = np.take_along_axis(held_out @ rec.cf_vectors.T, got_ids, axis=1)
-    truth = -np.sort(-(held_out @ rec.cf_vectors.T), axis=1)[:, :50]
+    got = np.take_along_axis(held_out @ space.vectors.T, got_ids, axis=1)
+    truth = -np.sort(-(held_out @ space.vectors.T), axis=1)[:, :50]
     assert score_recall(got, truth) >= 0.9
 
 
-def test_history_without_user_leaves_the_original_untouched(rec: Recommender) -> None:
+def test_history_without_user_leaves_the_original_untouched(rec: HybridRecommender) -> None:
     history = rec.history
     lengths = np.diff(history.offsets)
     user = str(history.users.external_ids[int(np.argmax(lengths))])

@@ -200,7 +200,8 @@ def test_ivf_rows_short_of_k_fall_back_to_exact(data: tuple[np.ndarray, ...],
     config = RetrievalConfig(exact_max_items=0, nprobe_grid=(1,), target_recall=0.01)
     index = ItemIndex.build(items, config, tune)
     assert index.build_info_["nprobe"] == 1
-    monkeypatch.setattr(retrieval, "_MAX_BLOCK", 3 * len(items))  # exact scores in 3-row blocks
+    # exact scores in 3-row blocks
+    monkeypatch.setattr(retrieval.index, "_MAX_BLOCK", 3 * len(items))
     ids, _ = index.search(queries[:10], 100)
     np.testing.assert_array_equal(ids, brute_force(items, queries[:10], 100)[0])
     # the same with a broad filter: the fallback scores all rows and masks the ineligible ones
@@ -233,7 +234,8 @@ def test_load_rejects_missing_or_mismatched_files(exact: ItemIndex, tmp_path: Pa
     with pytest.raises(BundleError, match="missing"):
         ItemIndex.load(tmp_path)
     exact.save(tmp_path)
-    with pytest.raises(DataError, match=r"shape \(10, 32\)"):
+    with pytest.raises(BundleError, match=r"item_index.faiss: indexes 20000 x 32 vectors, but "
+                                          r"the model has 10 x 32"):
         ItemIndex.load(tmp_path, vectors=np.zeros((10, DIM), np.float32))
 
 

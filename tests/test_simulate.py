@@ -3,7 +3,7 @@
 * in-process, through FastAPI's TestClient: popularity (control) vs hybrid (treatment) on the
   tiny shop; the readout detects the hybrid's CTR lift, and every lift's sign agrees with the
   offline evaluation of the same bundle;
-* against a fake ``post`` backed by the real Recommender and a real SQLiteEventStore:
+* against a fake ``post`` backed by the real HybridRecommender and a real SQLiteEventStore:
   determinism, well-formed events, error accounting;
 * over real HTTP against a uvicorn process: ``simulate_command`` end to end.
 """
@@ -35,7 +35,7 @@ from pipelines import simulate as sim
 from recsys.data.synthetic_truth import ShopTruth
 from recsys.data.validate import load_dataset
 from recsys.errors import ConfigError
-from recsys.recommender import Recommender, Request, load_recommender
+from recsys.recommender import HybridRecommender, Request
 from serving.app import create_app
 from serving.event_store import SQLiteEventStore
 from serving.experiments import Experiment, assign
@@ -100,9 +100,10 @@ def ab_run(tiny_shop: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPath
 
 def offline_scores(shop: Path, bundle: Path) -> dict[str, dict[str, float]]:
     """Offline evaluation of both pipelines on the bundle's test split (the serving code)."""
-    rec, manifest = load_recommender(bundle)
+    rec = HybridRecommender.load(bundle)
+    assert rec.manifest is not None
     events = load_dataset(shop).events
-    start = pd.Timestamp(manifest["data"]["split"]["test_start"])  # type: ignore[index]
+    start = pd.Timestamp(rec.manifest.data.test_start)
     window = make_window(rec, events[events["timestamp"] >= start], start=start)
     return {p: score_lists(recommend_lists(rec.variant(p), window, 10), window, (10,))
             for p in ("popularity", "hybrid")}
@@ -180,9 +181,9 @@ class FakeResponse:
 
 
 class InProcessAPI:
-    """The two endpoints without HTTP: bucketing, the real Recommender, a real event store."""
+    """The two endpoints without HTTP: bucketing, the real HybridRecommender, a real event store."""
 
-    def __init__(self, rec: Recommender, store: SQLiteEventStore) -> None:
+    def __init__(self, rec: HybridRecommender, store: SQLiteEventStore) -> None:
         self.rec, self.store = rec, store
         self.experiment = Experiment.model_validate(EXPERIMENT)
         self.posted: list[dict[str, Any]] = []
@@ -218,11 +219,11 @@ class InProcessAPI:
 
 
 @pytest.fixture(scope="module")
-def rec(tiny_bundle: Path) -> Recommender:
-    return load_recommender(tiny_bundle)[0]
+def rec(tiny_bundle: Path) -> HybridRecommender:
+    return HybridRecommender.load(tiny_bundle)
 
 
-def run_fake(rec: Recommender, truth: ShopTruth, path: Path, seed: int
+def run_fake(rec: HybridRecommender, truth: ShopTruth, path: Path, seed: int
              ) -> tuple[sim.SimSummary, InProcessAPI]:
     with SQLiteEventStore(path) as store:
         api = InProcessAPI(rec, store)
@@ -230,7 +231,7 @@ def run_fake(rec: Recommender, truth: ShopTruth, path: Path, seed: int
     return summary, api
 
 
-def test_simulation_is_deterministic_and_well_formed(rec: Recommender, tiny_shop: Path,
+def test_simulation_is_deterministic_and_well_formed(rec: HybridRecommender, tiny_shop: Path,
                                                      tmp_path: Path) -> None:
     truth = ShopTruth.load(tiny_shop)
     first, api = run_fake(rec, truth, tmp_path / "a.db", seed=5)
@@ -265,7 +266,7 @@ def test_simulation_is_deterministic_and_well_formed(rec: Recommender, tiny_shop
     assert all(k in shown for k in zip(clicks["request_id"], clicks["item_id"], strict=True))
 
 
-def test_failures_are_counted_and_the_run_goes_on(rec: Recommender, tiny_shop: Path,
+def test_failures_are_counted_and_the_run_goes_on(rec: HybridRecommender, tiny_shop: Path,
                                                   tmp_path: Path) -> None:
     truth = ShopTruth.load(tiny_shop)
     with SQLiteEventStore(tmp_path / "e.db") as store:

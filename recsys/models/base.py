@@ -7,15 +7,18 @@
 * ``recommend(userid | userids, user_items, k)`` -> ``(ids, scores)``: 1-D for one user,
   2-D for a batch; rows padded with id ``-1`` / score ``-inf`` when fewer than ``k`` items remain.
 * ``similar_items(itemid, k)`` -> ``(ids, scores)``, the item itself excluded.
-* ``save(directory)`` writes safe formats only (npz without pickle, torch ``state_dict``, JSON);
-  ``load(directory)`` is a classmethod. File names are returned so the bundle can checksum them.
+* ``save(directory)`` writes safe formats only (npz without pickle, torch ``state_dict``, JSON)
+  through :mod:`recsys.persist`; ``load(directory)`` is a classmethod. File names are returned so
+  the bundle can checksum them.
+* Models whose items live in a vector space (:class:`VectorModel`) are *asked* by the
+  recommender, never opened: item vectors for retrieval, a user vector from a history profile,
+  and forgetting a user (privacy erasure).
 
 All ids are internal (dense ints from :class:`~recsys.data.idmap.IdMap`).
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,7 @@ import scipy.sparse as sp
 
 from recsys import columns as C
 from recsys.data.idmap import IdMap
-from recsys.errors import BundleError, DataError, NotFittedError
+from recsys.errors import DataError, NotFittedError
 from recsys.metrics import ndcg_at_k, recall_at_k
 
 
@@ -180,23 +183,24 @@ class Model(ABC):
         return (ids[0], vals[0]) if scalar else (ids, vals)
 
 
-def read_params(directory: Path, name: str, format_version: int, what: str
-                ) -> tuple[dict[str, Any], Path]:
-    """The JSON params and the npz path written by a model's ``save`` (``name.json``,
-    ``name.npz``), after checking both exist and the format version matches."""
-    params_path, arrays_path = directory / f"{name}.json", directory / f"{name}.npz"
-    for path in (params_path, arrays_path):
-        if not path.is_file():
-            raise BundleError(f"{path}: missing {what} file")
-    params: dict[str, Any] = json.loads(params_path.read_text())
-    if params.get("format_version") != format_version:
-        raise BundleError(f"{params_path}: format_version {params.get('format_version')!r} "
-                          f"(expected {format_version})")
-    return params, arrays_path
+class VectorModel(Model):
+    """A model whose items are vectors: what the hybrid recommender and retrieval ask of it."""
 
+    @abstractmethod
+    def item_vectors(self) -> np.ndarray:
+        """(n_items x dim) float32, C-contiguous: what an inner-product index holds."""
 
-def write_params(directory: Path, name: str, params: dict[str, Any]) -> str:
-    """Write JSON params next to the arrays; returns the file name."""
-    fname = f"{name}.json"
-    (directory / fname).write_text(json.dumps(params, indent=2, sort_keys=True, default=str))
-    return fname
+    @abstractmethod
+    def item_unit_vectors(self) -> np.ndarray:
+        """(n_items x d) unit rows (zero rows for items without a vector), for cosines."""
+
+    @abstractmethod
+    def user_vector(self, user: int, items: np.ndarray, weights: np.ndarray
+                    ) -> np.ndarray | None:
+        """The query vector of a user: the model's own for a known ``user`` (an internal id,
+        -1 = unknown), else built from a history profile (``items`` with summed ``weights``);
+        None when there is nothing to go on."""
+
+    @abstractmethod
+    def forget_user(self, user: int) -> bool:
+        """Drop what the model keeps about ``user``; True when it kept something."""

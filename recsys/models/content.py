@@ -3,44 +3,41 @@ their history, trained with an in-batch sampled softmax.
 
 Why: collaborative filtering knows nothing about an item nobody has bought yet. This model
 embeds every catalog item from category, brand, price and words (see
-:mod:`recsys.models.content_encoder`), so a new item has neighbours and can be recommended on
-day one. A user is the L2-normalised weighted sum of their history's item embeddings (weights =
-the interaction matrix row, which already carries event-type weights and recency decay), so any
-history, including one of a user unseen in training, can be scored without torch.
+:mod:`recsys.models.content_vocab` and :mod:`recsys.models.content_encoder`), so a new item has
+neighbours and can be recommended on day one. A user is the L2-normalised weighted sum of their
+history's item embeddings (weights = the interaction matrix row, which already carries
+event-type weights and recency decay), so any history, including one of a user unseen in
+training, can be scored without torch.
 
-Training pairs are (user, item) entries of the train matrix, the user represented by their
-*other* items (leave-one-out), so training sees the same pooling as scoring. Negatives are the
-other targets of the batch, with a logQ correction for their popularity, optionally plus
-uniformly drawn catalog items. Early stopping watches recall@20 on a
-:class:`~recsys.models.base.ValidationData`.
+This module is numpy only: torch is imported where the encoder trains
+(:mod:`recsys.models.content_train`) or where items are re-encoded
+(:meth:`ContentModel.embed_items`), so loading and serving a bundle never imports it.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
+import shutil
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from tqdm.auto import trange
 
 from recsys.configfile import StrictModel, parse_config
 from recsys.errors import BundleError, DataError
-from recsys.metrics import ndcg_at_k, recall_at_k
-from recsys.models.base import Model, TrainingData, ValidationData, top_k, write_params
-from recsys.models.content_encoder import ItemEncoder, ItemFeatures, ItemVocab
-from recsys.threads import set_thread_policy
+from recsys.models.base import TrainingData, ValidationData, VectorModel, top_k
+from recsys.models.content_vocab import ItemFeatures, ItemVocab
+from recsys.persist import read_arrays, read_config, read_meta, read_with, write_arrays, write_meta
 
+if TYPE_CHECKING:
+    from recsys.models.content_encoder import ItemEncoder
+
+KIND = "content"
+FORMAT_VERSION = 2
 STATE_FILE = "content_encoder.pt"
-ARRAYS_FILE = "content_arrays.npz"
-PARAMS_NAME = "content"
+ARRAYS = "content_arrays"
 RECALL, NDCG = "valid_recall@20", "valid_ndcg@10"
 
 
@@ -105,45 +102,11 @@ def cosine_scores(vectors: np.ndarray, item_embeddings: np.ndarray) -> np.ndarra
     return product.astype(np.float32)
 
 
-class _PairSampler:
-    """Draws (leave-one-out history, target) training examples from the train matrix."""
+class ContentModel(VectorModel):
+    """Content-based two-tower-style recommender over item metadata.
 
-    def __init__(self, matrix: sp.csr_matrix, max_history: int) -> None:
-        self.m = matrix
-        self.max_history = max_history
-        self.lengths = np.diff(matrix.indptr)
-        self.user_of = np.repeat(np.arange(matrix.shape[0]), self.lengths)
-        # a pair needs at least one other item in the user's history
-        self.pool = np.flatnonzero(self.lengths[self.user_of] >= 2)
-        counts = np.bincount(matrix.indices[self.pool], minlength=matrix.shape[1])
-        self.target_prob = counts / max(len(self.pool), 1)
-
-    def epoch(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Up to ``n`` distinct nnz positions, shuffled."""
-        return rng.choice(self.pool, size=min(n, len(self.pool)), replace=False)
-
-    def histories(self, pos: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flat history items, their weights and per-example offsets (for ``embedding_bag``)."""
-        user = self.user_of[pos]
-        start, others = self.m.indptr[user], self.lengths[user] - 1
-        target_at = pos - start
-        n_hist = np.minimum(others, self.max_history)
-        offsets = np.concatenate([[0], np.cumsum(n_hist)[:-1]])
-        seg = np.repeat(np.arange(len(pos)), n_hist)
-        j = np.arange(int(n_hist.sum())) - offsets[seg]
-        # short rows: every other item; long rows: max_history draws (with replacement)
-        r = np.where(others[seg] <= self.max_history, j,
-                     (rng.random(len(seg)) * others[seg]).astype(np.int64))
-        flat = start[seg] + r + (r >= target_at[seg])  # skip the target itself
-        return self.m.indices[flat], self.m.data[flat].astype(np.float32), offsets
-
-
-class ContentModel(Model):
-    """Content-based two-tower-style recommender over item metadata (torch, CPU).
-
-    ``fit`` learns an item encoder; afterwards ``item_embeddings_`` (float32, n_items x dim,
-    unit rows) holds every item's vector and scoring is a numpy matmul.
+    ``fit`` learns an item encoder (torch, CPU); afterwards ``item_embeddings_`` (float32,
+    n_items x dim, unit rows) holds every item's vector and scoring is a numpy matmul.
 
     >>> model = ContentModel(ContentConfig(epochs=5)).fit(data, valid)  # doctest: +SKIP
     >>> ids, scores = model.recommend(0, data.matrix[[0]], k=10)  # doctest: +SKIP
@@ -159,11 +122,12 @@ class ContentModel(Model):
         self.config = config
         self.vocab_: ItemVocab | None = None
         self.features_: ItemFeatures | None = None
-        self.encoder_: ItemEncoder | None = None
         self.item_embeddings_: np.ndarray | None = None
         self.history_: list[dict[str, Any]] = []
         self.valid_metrics_: dict[str, float] = {}
         self.best_epoch_: int | None = None
+        self._encoder: ItemEncoder | None = None
+        self._state_path: Path | None = None     # a loaded model's weights, read on first need
 
     @property
     def n_items(self) -> int:
@@ -171,217 +135,149 @@ class ContentModel(Model):
         assert self.item_embeddings_ is not None
         return int(self.item_embeddings_.shape[0])
 
-    def _new_encoder(self, vocab: ItemVocab) -> ItemEncoder:
-        c = self.config
-        return ItemEncoder(vocab, dim=c.dim, hidden_dim=c.hidden_dim, category_dim=c.category_dim,
-                           brand_dim=c.brand_dim, price_dim=c.price_dim, text_dim=c.text_dim,
-                           dropout=c.dropout)
-
-    # ---- training ---------------------------------------------------------------------------
-
     def fit(self, data: TrainingData, valid: ValidationData | None = None) -> Self:
         """Learn the item encoder; early-stop on ``valid`` recall@20 and keep the best epoch."""
-        c = self.config
-        if len(data.item_table) != len(data.items) or data.matrix.shape[1] != len(data.items):
-            raise DataError(f"item_table has {len(data.item_table)} rows and the matrix "
-                            f"{data.matrix.shape[1]} columns (expected {len(data.items)} items)")
-        sampler = _PairSampler(data.matrix.tocsr(), c.max_history)
-        if len(sampler.pool) == 0:
-            raise DataError("content model: no user has 2 or more items in train, so there is "
-                            "no (history, next item) pair to learn from")
-        set_thread_policy("train")
-        policy_threads = torch.get_num_threads()
-        torch.set_num_threads(c.threads or policy_threads)
-        try:
-            torch.manual_seed(c.seed)
-            vocab = ItemVocab.fit(data.item_table, n_price_bins=c.n_price_bins,
-                                  min_count=c.min_token_count, max_vocab=c.max_vocab,
-                                  max_tokens=c.max_tokens)
-            features = vocab.transform(data.item_table)
-            encoder = self._new_encoder(vocab)
-            use_valid = valid if valid is not None and len(valid.userids) else None
-            history, best_epoch = self._train(encoder, features, sampler, use_valid)
-            self.item_embeddings_ = encoder.embed(features)
-        finally:
-            torch.set_num_threads(policy_threads)
-        self.vocab_, self.features_, self.encoder_ = vocab, features, encoder
-        self.history_, self.best_epoch_ = history, best_epoch
-        self.valid_metrics_ = ({k: history[best_epoch - 1][k] for k in (RECALL, NDCG)}
-                               if use_valid is not None else {})
+        from recsys.models.content_train import train_content
+
+        trained = train_content(self.config, data, valid)
+        self.vocab_, self.features_ = trained.vocab, trained.features
+        self._encoder, self._state_path = trained.encoder, None
+        self.item_embeddings_ = trained.embeddings
+        self.history_, self.best_epoch_ = trained.history, trained.best_epoch
+        self.valid_metrics_ = trained.valid_metrics
         return self
 
-    def _train(self, encoder: ItemEncoder, features: ItemFeatures, sampler: _PairSampler,
-               valid: ValidationData | None) -> tuple[list[dict[str, Any]], int]:
-        """The epoch loop with early stopping; leaves the best weights in ``encoder``."""
-        c = self.config
-        rng = np.random.default_rng(c.seed)
-        optimizer = torch.optim.AdamW(encoder.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        history: list[dict[str, Any]] = []
-        best_state: dict[str, torch.Tensor] | None = None
-        best_epoch, best_recall, stale = 0, -np.inf, 0
-        bar = trange(1, c.epochs + 1, desc="content", unit="epoch",
-                     disable=not (c.progress and sys.stderr.isatty()))
-        for epoch in bar:
-            t0 = time.perf_counter()
-            loss = self._train_epoch(encoder, features, sampler, optimizer, rng)
-            metrics: dict[str, float | None] = {RECALL: None, NDCG: None}
-            if valid is not None:
-                metrics.update(self._evaluate(encoder.embed(features), valid))
-            history.append({"epoch": epoch, "train_loss": loss, **metrics,
-                            "seconds": round(time.perf_counter() - t0, 3)})
-            bar.set_postfix(loss=f"{loss:.4f}", recall20=metrics[RECALL])
-            recall = metrics[RECALL]
-            if recall is None:
-                continue
-            if recall > best_recall:
-                best_recall, best_epoch, stale = recall, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= c.patience:
-                    break
-        bar.close()
-        if best_state is None:
-            return history, len(history)
-        encoder.load_state_dict(best_state)
-        return history, best_epoch
+    # ---- what the recommender asks (numpy only) -----------------------------------------------
 
-    def _train_epoch(self, encoder: ItemEncoder, features: ItemFeatures, sampler: _PairSampler,
-                     optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> float:
-        c = self.config
-        encoder.train()
-        positions = sampler.epoch(c.max_pairs_per_epoch, rng)
-        n_items = len(features)
-        total, n_batches = 0.0, 0
-        for s in range(0, len(positions), c.batch_size):
-            pos = positions[s:s + c.batch_size]
-            if len(pos) < 2:  # a softmax over one candidate teaches nothing
-                continue
-            hist, weights, offsets = sampler.histories(pos, rng)
-            targets = sampler.m.indices[pos]
-            negatives = rng.integers(0, n_items, size=c.random_negatives)
-            # encode each needed item once, then index into the result
-            uniq, inv = np.unique(np.concatenate([hist, targets, negatives]), return_inverse=True)
-            emb = encoder(*features.tensors(uniq))
-            users = F.normalize(F.embedding_bag(
-                torch.from_numpy(inv[:len(hist)]), emb, torch.from_numpy(offsets),
-                mode="sum", per_sample_weights=torch.from_numpy(weights)), dim=1)
-            candidates = emb[torch.from_numpy(inv[len(hist):])]
-            logits = users @ candidates.T / c.temperature
-            if c.logq_correction:
-                expected = np.concatenate([len(pos) * sampler.target_prob[targets],
-                                           np.full(len(negatives), len(negatives) / n_items)])
-                logits = logits - torch.from_numpy(np.log(expected).astype(np.float32))
-            # another row's target equal to mine is not a negative (accidental hit)
-            cand_ids = np.concatenate([targets, negatives])
-            hit = cand_ids[None, :] == targets[:, None]
-            hit[np.arange(len(pos)), np.arange(len(pos))] = False
-            logits = logits.masked_fill(torch.from_numpy(hit), float("-inf"))
-            loss = F.cross_entropy(logits, torch.arange(len(pos)))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.item())
-            n_batches += 1
-        return total / max(n_batches, 1)
+    def item_vectors(self) -> np.ndarray:
+        """Unit item embeddings (n_items x dim, float32, C-contiguous): what retrieval indexes."""
+        self._check_fitted("item_embeddings_")
+        assert self.item_embeddings_ is not None
+        return self.item_embeddings_
 
-    @staticmethod
-    def _evaluate(item_embeddings: np.ndarray, valid: ValidationData,
-                  chunk: int = 2048) -> dict[str, float]:
-        """recall@20 and ndcg@10 of top-20 lists (train items filtered) for ``valid`` users."""
-        recs = []
-        for s in range(0, len(valid.userids), chunk):
-            seen = valid.history[valid.userids[s:s + chunk]]
-            scores = cosine_scores(user_vectors_from(item_embeddings, seen), item_embeddings)
-            coo = seen.tocoo()
-            scores[coo.row, coo.col] = -np.inf
-            recs.append(top_k(scores, 20)[0])
-        ids = np.concatenate(recs)
-        return {RECALL: recall_at_k(ids, valid.relevant, 20),
-                NDCG: ndcg_at_k(ids, valid.relevant, 10)}
+    def item_unit_vectors(self) -> np.ndarray:
+        return self.item_vectors()     # already unit length
 
-    # ---- inference (numpy only) ---------------------------------------------------------------
+    def user_vector(self, user: int, items: np.ndarray, weights: np.ndarray
+                    ) -> np.ndarray | None:
+        """The profile of (items, weights): their weighted, normalised embedding sum; None for
+        an empty profile. ``user`` is unused: the model keeps nothing per user."""
+        if len(items) == 0:
+            return None
+        vec = weights @ self.item_vectors()[items]
+        norm = float(np.linalg.norm(vec))
+        return vec / norm if norm > 0 else None
+
+    def forget_user(self, user: int) -> bool:
+        """Nothing to forget: users exist only as their histories."""
+        return False
 
     def user_vectors(self, user_items: sp.csr_matrix) -> np.ndarray:
         """Unit user vectors (rows x dim) pooled from each row's history; zero if empty."""
-        self._check_fitted("item_embeddings_")
-        assert self.item_embeddings_ is not None
-        return user_vectors_from(self.item_embeddings_, user_items)
+        return user_vectors_from(self.item_vectors(), user_items)
 
     def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         """Cosine of each user's pooled history vector with every item (users x n_items)."""
-        self._check_fitted("item_embeddings_")
-        assert self.item_embeddings_ is not None
         if user_items.shape[0] != len(userids):
             raise DataError(f"user_items has {user_items.shape[0]} rows for {len(userids)} users "
                             f"(expected 1 row for every user in userids)")
-        return cosine_scores(self.user_vectors(user_items), self.item_embeddings_)
+        return cosine_scores(self.user_vectors(user_items), self.item_vectors())
 
     def similar_items(self, itemid: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items of highest cosine with ``itemid`` (itself excluded)."""
-        self._check_fitted("item_embeddings_")
-        assert self.item_embeddings_ is not None
+        emb = self.item_vectors()
         if not 0 <= itemid < self.n_items:
             raise DataError(f"itemid = {itemid} (expected 0 <= itemid < {self.n_items})")
-        sims = cosine_scores(self.item_embeddings_[[itemid]], self.item_embeddings_)
+        sims = cosine_scores(emb[[itemid]], emb)
         sims[0, itemid] = -np.inf
         ids, vals = top_k(sims, k)
         return ids[0], vals[0]
 
+    # ---- re-encoding (imports torch) --------------------------------------------------------
+
+    def encoder(self) -> ItemEncoder:
+        """The trained encoder; a loaded model reads its weights now (torch) and checks they
+        reproduce the saved embeddings."""
+        if self._encoder is None:
+            self._check_fitted("vocab_")
+            assert self._state_path is not None and self.vocab_ is not None
+            assert self.features_ is not None
+            import torch
+
+            from recsys.models.content_train import new_encoder
+            from recsys.threads import apply_to_torch
+
+            apply_to_torch()
+
+            path = self._state_path
+            state = read_with(path, "content encoder weights",
+                              lambda p: torch.load(p, map_location="cpu", weights_only=True))
+            encoder = new_encoder(self.config, self.vocab_)
+            try:
+                encoder.load_state_dict(state)
+            except (RuntimeError, KeyError, TypeError) as exc:
+                raise BundleError(f"{path}: weights do not fit the encoder ({exc})") from None
+            if not np.allclose(encoder.embed(self.features_), self.item_vectors(), atol=1e-4):
+                raise BundleError(f"{path}: weights do not reproduce the saved item embeddings "
+                                  f"(file damaged or from another model)")
+            self._encoder = encoder
+        return self._encoder
+
     def embed_items(self, items: pd.DataFrame) -> np.ndarray:
         """Embeddings of (possibly new) catalog rows with the fitted vocabularies and encoder,
         e.g. to index an item added after training without retraining."""
-        self._check_fitted("encoder_")
-        assert self.encoder_ is not None and self.vocab_ is not None
-        return self.encoder_.embed(self.vocab_.transform(items))
+        self._check_fitted("vocab_")
+        assert self.vocab_ is not None
+        return self.encoder().embed(self.vocab_.transform(items))
 
     # ---- persistence ----------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> list[str]:
-        """Write the encoder ``state_dict``, the vocabularies/features/embeddings (npz) and the
+        """The encoder ``state_dict``, the vocabularies/features/embeddings (npz) and the
         config + training history (JSON). Returns the file names."""
-        self._check_fitted("encoder_")
-        assert self.encoder_ is not None and self.vocab_ is not None
-        assert self.features_ is not None and self.item_embeddings_ is not None
+        self._check_fitted("item_embeddings_")
+        assert self.vocab_ is not None and self.features_ is not None
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save(self.encoder_.state_dict(), directory / STATE_FILE)
+        if self._encoder is not None:
+            import torch
+
+            torch.save(self._encoder.state_dict(), directory / STATE_FILE)
+        else:   # loaded and never re-encoded: the weights are the file it came from
+            assert self._state_path is not None
+            if self._state_path.resolve() != (directory / STATE_FILE).resolve():
+                shutil.copyfile(self._state_path, directory / STATE_FILE)
         f = self.features_
         arrays: dict[str, Any] = {
             **self.vocab_.to_arrays(), "feat_category": f.category, "feat_brand": f.brand,
             "feat_price_bin": f.price_bin, "feat_tokens": f.tokens,
             "item_embeddings": self.item_embeddings_}
-        np.savez(directory / ARRAYS_FILE, **arrays)
-        params = write_params(directory, PARAMS_NAME, {
-            "config": self.config.model_dump(), "history": self.history_,
-            "best_epoch": self.best_epoch_, "valid_metrics": self.valid_metrics_})
-        return [STATE_FILE, ARRAYS_FILE, params]
+        return [STATE_FILE, write_arrays(directory, ARRAYS, arrays),
+                write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
+                           config=self.config.model_dump(), history=self.history_,
+                           best_epoch=self.best_epoch_, valid_metrics=self.valid_metrics_)]
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
-        """Rebuild a fitted model from :meth:`save` output; a damaged file raises BundleError."""
+        """Rebuild a fitted model from :meth:`save` output without torch; the encoder weights
+        are read when first needed (:meth:`encoder`). A damaged file raises BundleError."""
         directory = Path(directory)
+        meta = read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        path = directory / f"{KIND}.json"
+        model = cls(read_config(meta, path, ContentConfig))
+        arrays = read_arrays(directory, ARRAYS, ("feat_category", "feat_brand", "feat_price_bin",
+                                                 "feat_tokens", "item_embeddings"))
         try:
-            params = json.loads((directory / f"{PARAMS_NAME}.json").read_text())
-            with np.load(directory / ARRAYS_FILE, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
-            model = cls(parse_config(ContentConfig, params["config"], f"{directory}/content"))
-            vocab = ItemVocab.from_arrays(arrays)
-            features = ItemFeatures(arrays["feat_category"], arrays["feat_brand"],
-                                    arrays["feat_price_bin"], arrays["feat_tokens"])
-            encoder = model._new_encoder(vocab)
-            encoder.load_state_dict(state)
-        except Exception as exc:  # any unreadable/missing/mismatched piece means a bad bundle
-            raise BundleError(f"{directory}: cannot load content model "
-                              f"({type(exc).__name__}: {exc})") from exc
-        embeddings = np.ascontiguousarray(arrays["item_embeddings"], dtype=np.float32)
-        if not np.allclose(encoder.embed(features), embeddings, atol=1e-4):
-            raise BundleError(f"{directory / STATE_FILE}: weights do not reproduce the saved "
-                              f"item embeddings (file damaged or from another model)")
-        model.vocab_, model.features_, model.encoder_ = vocab, features, encoder
-        model.item_embeddings_ = embeddings
-        model.history_ = params["history"]
-        model.best_epoch_ = params["best_epoch"]
-        model.valid_metrics_ = params["valid_metrics"]
+            model.vocab_ = ItemVocab.from_arrays(arrays)
+        except KeyError as exc:
+            raise BundleError(f"{directory / (ARRAYS + '.npz')}: missing array {exc}") from None
+        model.features_ = ItemFeatures(arrays["feat_category"], arrays["feat_brand"],
+                                       arrays["feat_price_bin"], arrays["feat_tokens"])
+        model.item_embeddings_ = np.ascontiguousarray(arrays["item_embeddings"], np.float32)
+        if not (directory / STATE_FILE).is_file():
+            raise BundleError(f"{directory / STATE_FILE}: missing content encoder weights file")
+        model._state_path = directory / STATE_FILE
+        model.history_ = list(meta.get("history", []))
+        model.best_epoch_ = meta.get("best_epoch")
+        model.valid_metrics_ = dict(meta.get("valid_metrics", {}))
         return model

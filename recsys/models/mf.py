@@ -25,12 +25,14 @@ import scipy.sparse as sp
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from recsys.configfile import StrictModel, parse_config
+from recsys.configfile import StrictModel
 from recsys.errors import DataError
-from recsys.models.base import Model, TrainingData, ValidationData, read_params, top_k, write_params
+from recsys.models.base import TrainingData, ValidationData, VectorModel, top_k
+from recsys.persist import read_arrays, read_config, read_meta, write_arrays, write_meta
 from recsys.threads import training_threads
 
-_FORMAT_VERSION = 1
+KIND = "mf"
+FORMAT_VERSION = 2
 _METRIC = re.compile(r"^(ndcg|recall)@([1-9][0-9]*)$")
 _EVAL_BATCH = 1024  # validation users scored at once: bounds the dense score block's memory
 
@@ -62,7 +64,7 @@ class MFConfig(StrictModel):
     seed: int = 42
 
 
-class MFModel(Model):
+class MFModel(VectorModel):
     """Implicit-feedback matrix factorisation; ``score = user_factors @ item_factors.T``.
 
     Users unknown to the model are passed as id ``-1``; their vector is folded in from their
@@ -247,24 +249,67 @@ class MFModel(Model):
         items = self.item_factors_
         assert items is not None
         out = np.zeros((rows.shape[0], items.shape[1]), dtype=np.float32)
-        conf = self.confidence(rows)
+        rows = sp.csr_matrix(rows, dtype=np.float32)
         for r in range(rows.shape[0]):
-            lo, hi = conf.indptr[r], conf.indptr[r + 1]
-            idx, c = conf.indices[lo:hi], conf.data[lo:hi].astype(np.float64)
-            if self.config.algorithm == "bpr":
-                out[r, -1] = 1.0
-                if len(idx) and c.sum() > 0:
-                    out[r, :-1] = (c @ items[idx, :-1]) / c.sum()
-                continue
-            if len(idx) == 0:
-                continue
-            assert self._gram is not None
-            y = items[idx].astype(np.float64)
-            # as implicit: negative confidence = disliked (counts in A, not in b)
-            a = self._gram + (y.T * (np.abs(c) - 1.0)) @ y
-            b = y.T @ np.where(c > 0, c, 0.0)
-            out[r] = scipy.linalg.solve(a, b, assume_a="pos", check_finite=False)
+            lo, hi = rows.indptr[r], rows.indptr[r + 1]
+            out[r] = self._solve(rows.indices[lo:hi], rows.data[lo:hi])
         return out
+
+    def _solve(self, idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """One user's fold-in from item ids and interaction weights (see :meth:`fold_in`)."""
+        items = self.item_factors_
+        assert items is not None
+        out = np.zeros(items.shape[1], dtype=np.float32)
+        c = weights.astype(np.float64)
+        if self.config.algorithm == "bpr":
+            out[-1] = 1.0
+            if len(idx) and c.sum() > 0:
+                out[:-1] = (c @ items[idx, :-1]) / c.sum()
+            return out
+        if len(idx) == 0:
+            return out
+        assert self._gram is not None
+        c = 1.0 + self.config.alpha * c     # the confidence transform, as in `confidence`
+        y = items[idx].astype(np.float64)
+        # as implicit: negative confidence = disliked (counts in A, not in b)
+        a = self._gram + (y.T * (np.abs(c) - 1.0)) @ y
+        b = y.T @ np.where(c > 0, c, 0.0)
+        return scipy.linalg.solve(a, b, assume_a="pos", check_finite=False).astype(np.float32)
+
+    # ---- what the recommender asks ----------------------------------------------------------
+
+    def item_vectors(self) -> np.ndarray:
+        self._check_fitted("item_factors_")
+        assert self.item_factors_ is not None
+        return self.item_factors_
+
+    def item_unit_vectors(self) -> np.ndarray:
+        self._check_fitted("item_factors_")
+        assert self._item_unit is not None
+        return self._item_unit
+
+    def user_vector(self, user: int, items: np.ndarray, weights: np.ndarray
+                    ) -> np.ndarray | None:
+        """The trained factor of a known ``user``; otherwise (unknown, or forgotten) the
+        fold-in of the profile (``items`` with summed interaction ``weights``, unique ids)."""
+        factors = self.user_factors_
+        if factors is not None and 0 <= user < len(factors) and factors[user].any():
+            return factors[user]
+        if len(items) == 0:
+            return None
+        return self._solve(np.asarray(items), np.asarray(weights))
+
+    def forget_user(self, user: int) -> bool:
+        """Zero ``user``'s factor (all the model keeps of their events); the item factors are
+        aggregates over everyone and stay until the next fit. Copy-on-write, so a request
+        reading the old array is never half-way through a change."""
+        factors = self.user_factors_
+        if factors is None or not 0 <= user < len(factors) or not factors[user].any():
+            return False
+        edited = factors.copy()
+        edited[user] = 0.0
+        self.user_factors_ = edited
+        return True
 
     def user_vectors(self, userids: np.ndarray, user_items: sp.spmatrix, *,
                      recalculate: bool = False) -> np.ndarray:
@@ -336,24 +381,24 @@ class MFModel(Model):
         assert self.user_factors_ is not None and self.item_factors_ is not None
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / f"{self.name}.npz", user_factors=self.user_factors_,
-                 item_factors=self.item_factors_)
-        params = {"name": self.name, "format_version": _FORMAT_VERSION,
-                  "config": self.config.model_dump(mode="json"), "history": self.history_,
-                  "best_iteration": self.best_iteration_, "valid_metrics": self.valid_metrics_}
-        return [f"{self.name}.npz", write_params(directory, self.name, params)]
+        return [write_arrays(directory, KIND, {"user_factors": self.user_factors_,
+                                               "item_factors": self.item_factors_}),
+                write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
+                           config=self.config.model_dump(mode="json"), history=self.history_,
+                           best_iteration=self.best_iteration_,
+                           valid_metrics=self.valid_metrics_)]
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         directory = Path(directory)
-        params, arrays_path = read_params(directory, cls.name, _FORMAT_VERSION, "MF model")
-        source = str(arrays_path.with_suffix(".json"))
-        model = cls(parse_config(MFConfig, params["config"], source))
-        with np.load(arrays_path, allow_pickle=False) as npz:
-            model._set_factors(npz["user_factors"], npz["item_factors"], copy=False)
-        model.history_ = list(params.get("history", []))
-        model.best_iteration_ = params.get("best_iteration")
-        model.valid_metrics_ = dict(params.get("valid_metrics", {}))
+        meta = read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        path = directory / f"{KIND}.json"
+        model = cls(read_config(meta, path, MFConfig))
+        arrays = read_arrays(directory, KIND, ("user_factors", "item_factors"))
+        model._set_factors(arrays["user_factors"], arrays["item_factors"], copy=False)
+        model.history_ = list(meta.get("history", []))
+        model.best_iteration_ = meta.get("best_iteration")
+        model.valid_metrics_ = dict(meta.get("valid_metrics", {}))
         return model
 
 

@@ -20,10 +20,11 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsys import columns as C
-from recsys.configfile import StrictModel, parse_config
+from recsys.configfile import StrictModel
 from recsys.data.interactions import InteractionConfig, event_weights
 from recsys.errors import ConfigError, DataError
-from recsys.models.base import Model, TrainingData, ValidationData, read_params, top_k, write_params
+from recsys.models.base import Model, TrainingData, ValidationData, top_k
+from recsys.persist import read_arrays, read_config, read_meta, write_arrays, write_meta
 
 Mode = Literal["all_time", "recent", "category"]
 PopularityKind = Literal["all_time", "recent", "category_share", "trend"]
@@ -31,7 +32,9 @@ PopularityKind = Literal["all_time", "recent", "category_share", "trend"]
 # Weight of overall popularity inside category mode: small enough never to outrank an item of
 # one of the user's categories, large enough to order the remaining items by popularity.
 _FALLBACK = 1e-3
-_FORMAT_VERSION = 1
+KIND = "popularity"
+FORMAT_VERSION = 2
+ARRAYS = ("all_time", "recent", "category_share", "trend", "item_category", "categories")
 
 
 class PopularityConfig(StrictModel):
@@ -198,29 +201,24 @@ class PopularityModel(Model):
         self._check_fitted("all_time_")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        assert self.recent_ is not None and self.category_share_ is not None
-        assert self.trend_ is not None and self.item_category_ is not None
-        assert self.all_time_ is not None and self.categories_ is not None
-        np.savez(directory / f"{self.name}.npz", all_time=self.all_time_, recent=self.recent_,
-                 category_share=self.category_share_, trend=self.trend_,
-                 item_category=self.item_category_, categories=self.categories_)
-        params = {"name": self.name, "format_version": _FORMAT_VERSION,
-                  "config": self.config.model_dump(mode="json")}
-        return [f"{self.name}.npz", write_params(directory, self.name, params)]
+        arrays = {"all_time": self.all_time_, "recent": self.recent_,
+                  "category_share": self.category_share_, "trend": self.trend_,
+                  "item_category": self.item_category_, "categories": self.categories_}
+        assert all(v is not None for v in arrays.values())
+        return [write_arrays(directory, KIND, arrays),  # type: ignore[arg-type]
+                write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
+                           config=self.config.model_dump(mode="json"))]
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         directory = Path(directory)
-        params, arrays_path = read_params(directory, cls.name, _FORMAT_VERSION, "popularity model")
-        source = str(arrays_path.with_suffix(".json"))
-        model = cls(parse_config(PopularityConfig, params["config"], source))
-        with np.load(arrays_path, allow_pickle=False) as npz:
-            model.all_time_ = npz["all_time"]
-            model.recent_ = npz["recent"]
-            model.category_share_ = npz["category_share"]
-            model.trend_ = npz["trend"]
-            model.item_category_ = npz["item_category"]
-            model.categories_ = npz["categories"]
+        meta = read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        path = directory / f"{KIND}.json"
+        model = cls(read_config(meta, path, PopularityConfig))
+        z = read_arrays(directory, KIND, ARRAYS)
+        model.all_time_, model.recent_ = z["all_time"], z["recent"]
+        model.category_share_, model.trend_ = z["category_share"], z["trend"]
+        model.item_category_, model.categories_ = z["item_category"], z["categories"]
         return model
 
 

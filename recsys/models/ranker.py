@@ -16,19 +16,29 @@ for offline analysis.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from recsys import columns as C
 from recsys.configfile import StrictModel
-from recsys.errors import DataError, NotFittedError
+from recsys.errors import BundleError, DataError, NotFittedError
+from recsys.persist import field, read_config, read_meta, read_with, write_meta
+
+KIND = "ranker"
+FORMAT_VERSION = 2
+MODEL_FILE = "ranker.txt"
 
 
 class RankerConfig(StrictModel):
+    # label of a candidate by the deepest thing the shopper then did with it (none = 0)
+    grades: dict[str, int] = Field(default_factory=lambda: {
+        C.VIEW: 1, C.CLICK: 2, C.ADD_TO_CART: 3, C.PURCHASE: 4})
+    # LambdaMART gain per label: 2^label - 1, so a purchase weighs twice an add-to-cart
+    label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0, 15.0)
     num_leaves: int = Field(31, ge=2)
     learning_rate: float = Field(0.05, gt=0)
     min_data_in_leaf: int = Field(20, ge=1)
@@ -38,6 +48,22 @@ class RankerConfig(StrictModel):
     holdout_share: float = Field(0.2, gt=0, lt=1)   # latest queries, for early stopping
     eval_at: int = Field(10, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _grades_fit_gains(self) -> RankerConfig:
+        unknown = sorted(set(self.grades) - set(C.EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"ranker.grades: unknown event type(s) {unknown} (expected "
+                             f"{', '.join(C.EVENT_TYPES)})")
+        top = max(self.grades.values(), default=0)
+        if min(self.grades.values(), default=1) < 1 or top >= len(self.label_gain):
+            raise ValueError(f"ranker.grades must be 1..{len(self.label_gain) - 1} (one "
+                             f"label_gain per grade, 0 = no event); got {self.grades}")
+        return self
+
+    def grade_by_type(self) -> np.ndarray:
+        """Grade per event type code (``columns.EVENT_TYPES`` order)."""
+        return np.array([self.grades.get(t, 0) for t in C.EVENT_TYPES], dtype=np.int32)
 
 
 class Ranker:
@@ -65,7 +91,7 @@ class Ranker:
             "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate,
             "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction,
             "seed": cfg.seed, "deterministic": True, "num_threads": 1, "verbose": -1,
-            "label_gain": [0, 1, 3, 7, 15],
+            "label_gain": list(cfg.label_gain),
         }
         train = lgb.Dataset(features[:cut], labels[:cut], group=groups[:-n_hold],
                             feature_name=feature_names, free_raw_data=False)
@@ -156,20 +182,26 @@ class Ranker:
         return {n: round(float(g), 3) for n, g in zip(self.feature_names_, gain, strict=True)}
 
     def save(self, directory: Path) -> list[str]:
-        self._booster().save_model(str(directory / "ranker.txt"),
+        self._booster().save_model(str(directory / MODEL_FILE),
                                    num_iteration=self.best_iteration_)
-        (directory / "ranker.json").write_text(json.dumps({
-            "config": self.config.model_dump(), "feature_names": self.feature_names_,
-            "history": self.history_, "best_iteration": self.best_iteration_,
-            "importances": self.importances()}, indent=2))
-        return ["ranker.txt", "ranker.json"]
+        return [MODEL_FILE, write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
+                                       config=self.config.model_dump(),
+                                       feature_names=self.feature_names_,
+                                       history=self.history_,
+                                       best_iteration=self.best_iteration_,
+                                       importances=self.importances())]
 
     @classmethod
     def load(cls, directory: Path) -> Ranker:
-        meta = json.loads((directory / "ranker.json").read_text())
-        model = cls(RankerConfig(**meta["config"]))
-        model.booster_ = lgb.Booster(model_file=str(directory / "ranker.txt"))
-        model.feature_names_ = meta["feature_names"]
-        model.history_ = meta["history"]
-        model.best_iteration_ = int(meta["best_iteration"])
+        meta = read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        path = directory / f"{KIND}.json"
+        model = cls(read_config(meta, path, RankerConfig))
+        model.booster_ = read_with(directory / MODEL_FILE, "LightGBM ranker",
+                                   lambda p: lgb.Booster(model_file=str(p)))
+        model.feature_names_ = list(field(meta, "feature_names", path))
+        if model.booster_.num_feature() != len(model.feature_names_):
+            raise BundleError(f"{directory / MODEL_FILE}: {model.booster_.num_feature()} "
+                              f"features, but {path} names {len(model.feature_names_)}")
+        model.history_ = list(meta.get("history", []))
+        model.best_iteration_ = int(field(meta, "best_iteration", path))
         return model

@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep],
 def reload_bundle(body: ReloadIn, state: StateDep) -> ReloadOut:
     """Load the bundle at ``path`` and make it the bundle called ``bundle``.
 
-    The new Recommender is loaded and warmed up completely while the old one keeps serving;
+    The new HybridRecommender is loaded and warmed up completely while the old one keeps serving;
     then one reference is swapped. Requests already running finish on the old bundle, so no
     request fails. The settings file is not changed: a restart loads the configured path.
     """

@@ -23,22 +23,23 @@ from evaluation.offline import (
 from pipelines.evaluate import load_window, resolve_window, window_events
 from recsys.data.validate import load_dataset
 from recsys.errors import ConfigError, DataError
-from recsys.recommender import Recommender, load_recommender
+from recsys.recommender import HybridRecommender
 
 KS = (5, 10)
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_shop: Path, tiny_bundle: Path) -> tuple[Recommender, EvalWindow]:
-    rec, manifest = load_recommender(tiny_bundle)
+def setup(tiny_shop: Path, tiny_bundle: Path) -> tuple[HybridRecommender, EvalWindow]:
+    rec = HybridRecommender.load(tiny_bundle)
+    assert rec.manifest is not None
     dataset = load_dataset(tiny_shop)
-    start, end, _ = resolve_window(dict(manifest), None)
+    start, end, _ = resolve_window(rec.manifest, None)
     events = window_events(dataset.events, dataset.items, start, end)
     return rec, load_window(rec, events, start)
 
 
 @pytest.fixture(scope="module")
-def results(setup: tuple[Recommender, EvalWindow]) -> dict:
+def results(setup: tuple[HybridRecommender, EvalWindow]) -> dict:
     rec, window = setup
     return evaluate_pipelines(rec, window, ("hybrid", "als"), KS)
 
@@ -103,14 +104,15 @@ def test_history_popularity_is_the_user_based_share(setup) -> None:
 
 
 def test_window_default_is_the_test_split_and_rejects_bad_input(tiny_bundle: Path) -> None:
-    _, manifest = load_recommender(tiny_bundle)
-    start, end, source = resolve_window(dict(manifest), None)
-    assert start == pd.Timestamp(manifest["data"]["split"]["test_start"])  # type: ignore[index]
+    manifest = HybridRecommender.load(tiny_bundle).manifest
+    assert manifest is not None
+    start, end, source = resolve_window(manifest, None)
+    assert start == pd.Timestamp(manifest.data.test_start)
     assert end is None and "test split" in source
     with pytest.raises(ConfigError, match="not after"):
-        resolve_window(dict(manifest), ("2024-01-02", "2024-01-01"))
+        resolve_window(manifest, ("2024-01-02", "2024-01-01"))
     with pytest.raises(ConfigError, match="cannot parse"):
-        resolve_window(dict(manifest), ("yesterday-ish", None))
+        resolve_window(manifest, ("yesterday-ish", None))
 
 
 def test_empty_window_is_a_clear_error(setup) -> None:

@@ -27,7 +27,7 @@ from pipelines.evaluate import (
 )
 from recsys.data.validate import load_dataset
 from recsys.errors import ConfigError
-from recsys.recommender import load_recommender
+from recsys.recommender import HybridRecommender
 from tests.conftest import SHARED
 
 MODELS = ["hybrid", "popularity", "als", "content"]
@@ -88,9 +88,10 @@ def test_segments_partition_the_users(evaluated, tiny_shop: Path, tiny_bundle: P
     assert set(report["segments"]) == {"user type", "activity", "device", "category"}
     for name, seg in report["segments"].items():
         assert sum(row["users"] for row in seg["rows"]) == n, name
-    rec, manifest = load_recommender(tiny_bundle)
+    rec = HybridRecommender.load(tiny_bundle)
+    assert rec.manifest is not None
     dataset = load_dataset(tiny_shop)
-    start, end, _ = resolve_window(dict(manifest), None)
+    start, end, _ = resolve_window(rec.manifest, None)
     events = window_events(dataset.events, dataset.items, start, end)
     window = load_window(rec, events, start)
     segs, _ = user_segmentations(rec, window, events)

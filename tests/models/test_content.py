@@ -167,13 +167,19 @@ def test_save_load_and_new_items(fitted: ContentModel, shop, tmp_path: Path) -> 
                                atol=1e-6)
 
 
-def test_damaged_state_dict_is_a_bundle_error(fitted: ContentModel, tmp_path: Path) -> None:
+def test_damaged_state_dict_is_a_bundle_error(fitted: ContentModel, shop,
+                                              tmp_path: Path) -> None:
+    """Loading reads the arrays only (no torch); the weights are read, and checked against the
+    saved embeddings, when items are first re-encoded."""
+    data, _, _ = shop
     fitted.save(tmp_path)
     state = tmp_path / "content_encoder.pt"
     raw = state.read_bytes()
     state.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(BundleError, match="content"):
-        ContentModel.load(tmp_path)
+    loaded = ContentModel.load(tmp_path)
+    np.testing.assert_array_equal(loaded.item_vectors(), fitted.item_vectors())
+    with pytest.raises(BundleError, match="content_encoder.pt"):
+        loaded.embed_items(data.item_table)
     state.unlink()
     with pytest.raises(BundleError, match="content_encoder.pt"):
         ContentModel.load(tmp_path)

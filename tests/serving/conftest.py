@@ -17,9 +17,9 @@ EXPERIMENT = {
 
 
 def _small_config(seed: int) -> Any:
-    from pipelines.config import PipelineConfig
+    from recsys.config import TrainConfig
 
-    return PipelineConfig.model_validate({
+    return TrainConfig.model_validate({
         "mf": {"iterations": 5, "factors": 16, "eval_every": 5, "seed": seed},
         "content": {"epochs": 2, "max_pairs_per_epoch": 3000, "batch_size": 256, "dim": 16,
                     "hidden_dim": 32, "text_dim": 16, "progress": False},

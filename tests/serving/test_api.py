@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recsys.errors import ConfigError
-from recsys.recommender import Recommender
+from recsys.recommender import HybridRecommender
 from serving import service
 from serving.app import create_app
 from serving.event_store import SQLiteEventStore, audit_subject
@@ -33,7 +33,7 @@ def client(make_settings: Any) -> Iterator[TestClient]:
         yield c
 
 
-def rec_of(client: TestClient) -> Recommender:
+def rec_of(client: TestClient) -> HybridRecommender:
     return client.app.state.serving.bundles["default"].recommender  # type: ignore[attr-defined]
 
 
@@ -365,11 +365,13 @@ def test_delete_user_erases_store_and_memory(client: TestClient) -> None:
     store = client.app.state.serving.store  # type: ignore[attr-defined]
     assert store.count_events(user_id=user) == 0
     assert rec.history.slice(user).items.size == 0
-    u = int(rec.mf_users.to_internal([user])[0])  # type: ignore[union-attr]
-    assert not rec.mf.user_factors_[u].any()  # type: ignore[index]
+    assert not rec.is_known(user)   # no history, no model vector left
     assert [a["subject"] for a in store.audit_log()] == [audit_subject(user)]
     after = client.post("/v1/recommendations", json={"user_id": user, "k": 3})
     assert after.status_code == 200 and len(after.json()["items"]) == 3
+    assert after.json()["fallback"]     # unknown now: nothing personal in its reasons
+    reasons = [r for item in after.json()["items"] for r in item["reasons"]]
+    assert not any("tastes like yours" in r or "you bought" in r for r in reasons), reasons
     again = client.delete(f"/v1/users/{user}", headers=ADMIN).json()  # idempotent
     assert (again["events"], again["history_dropped"]) == (0, [])
 

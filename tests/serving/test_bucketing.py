@@ -188,7 +188,7 @@ def test_docstring_example_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     (one_experiment(0.5, 0.4), "variant weights sum to 0.9, expected 1"),
     (one_experiment(name2="control"), "duplicate variant name 'control'"),
-    (one_experiment(pipeline2="deep"), "'hybrid', 'popularity', 'als' or 'content'"),
+    (one_experiment(pipeline2="deep"), "unknown pipeline 'deep' (expected one of hybrid, "),
     (one_experiment(extra="trafic = 0.5\n"), "unknown key 'experiments.0.trafic'"),
     (one_experiment(extra="traffic = 0\n"), "experiments.0.traffic"),
     (one_experiment() + one_experiment(), "duplicate experiment name 'exp1'"),

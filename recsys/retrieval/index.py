@@ -1,25 +1,8 @@
-"""FAISS candidate retrieval over item vectors (inner product), with filters that stay correct.
-
-The first stage of :mod:`recsys.recommender`: given user vectors (ALS user factors, content
-embeddings...) find the ``candidate_depth`` items with the largest inner product with them.
-
-* Small catalogs use an exact ``IndexFlatIP``; large ones an ``IndexIVFFlat`` whose ``nprobe`` is
-  chosen at build time as the smallest value reaching ``target_recall`` against exact search on
-  real user vectors, and recorded in :attr:`ItemIndex.build_info_` for the bundle manifest.
-* Filters: ``exclude`` ids are over-fetched and post-filtered; an ``allowed`` mask is passed to
-  FAISS as an ``IDSelectorBitmap`` (IVF probing more lists the smaller the allowed share) and
-  re-checked after. A very restrictive mask, or a row where ANN found too few eligible items,
-  is answered by an exact matrix product over the allowed rows instead. A disallowed or
-  excluded id is never returned.
-* Search never touches thread settings: serving sets FAISS to one thread once, at start-up
-  (:func:`recsys.threads.set_thread_policy`).
-
-All ids are internal (0..n_items-1, the rows of the vectors).
-"""
+"""The FAISS item index: exact or IVF inner-product search with filters that stay correct
+(see :mod:`recsys.retrieval` for the design)."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -27,89 +10,21 @@ from typing import Any, Self
 
 import faiss
 import numpy as np
-from pydantic import Field, ValidationError, field_validator
 
-from recsys.configfile import StrictModel
 from recsys.errors import BundleError, DataError
 from recsys.models.base import top_k
+from recsys.persist import field, read_config, read_meta, read_with, write_meta
+from recsys.retrieval.config import RetrievalConfig
+from recsys.retrieval.measure import search_params, tune_nprobe
 
-_FORMAT_VERSION = 1
-_INDEX_FILE = "item_index.faiss"
-_INFO_FILE = "item_index.json"
+KIND = "item_index"
+FORMAT_VERSION = 2
+INDEX_FILE = "item_index.faiss"
 # Exact subset search gathers the eligible rows below this share of the catalog, else scores all
 # rows and masks (100k x 64, one query: gather 1.3 vs 1.9 ms at 10%, 2.7 vs 2.0 ms at 25%).
 _GATHER_MAX_SHARE = 0.15
 _MAX_BLOCK = 1 << 24  # floats in one block of exact scores (64 MB)
 _NO_IDS = np.empty(0, dtype=np.int64)
-
-
-class RetrievalConfig(StrictModel):
-    """How the item index is built and how filtered searches are answered.
-
-    ``exact_max_items`` comes from ``benchmarks/retrieval_bench.py`` (d=64, k=200, one FAISS
-    thread, 2-core AMD EPYC, p50 of 1000 single queries). Exact search costs ~11-13 us per 1k
-    items: 0.14 / 0.21 / 0.47 / 1.1-1.3 / ~12 ms (CPU) at 10k / 20k / 50k / 100k / 1M. IVF on
-    clustered vectors stays near 0.05-0.1 ms at every size (nprobe 6-24, recall@200
-    0.97-0.99), but on vectors without cluster structure it needed nprobe 512 of 894 lists at
-    50k and took 1.2 ms against 0.41 ms exact. So exact is kept while it is cheap even in the
-    worst case, up to 50k items (under 0.5 ms, recall 1, no training); above that IVF wins by
-    10x or more on clustered data.
-    """
-
-    # Catalog size up to which the exact IndexFlatIP is used (measurement in the docstring).
-    exact_max_items: int = Field(50_000, ge=0)
-    # Allowed masks covering at least this share of the catalog are applied after an
-    # unfiltered search (over-fetching want / share * 1.25) instead of as a FAISS selector that
-    # also widens nprobe: the serving mask (in stock, not bought) usually allows ~97%, and the
-    # selector path then probed 2x the lists (+1 ms at 100k items).
-    postfilter_share: float = Field(0.8, gt=0, le=1)
-    # An IVF index that needs to probe more than this share of its lists to reach the target
-    # recall scans so much that exact search is as fast and exact (ALS factors of a 100k-item
-    # shop needed nprobe 192 of 1265 after the L2 reduction below, 384 without); the build
-    # then keeps the exact index and records why.
-    max_probe_share: float = Field(0.3, gt=0, le=1)
-    # Candidates the ranker sees per user; recall is measured at this depth.
-    candidate_depth: int = Field(200, ge=1)
-    # nprobe is raised until recall@candidate_depth vs exact search reaches this.
-    target_recall: float = Field(0.95, gt=0, le=1)
-    # nlist = nlist_factor * sqrt(n_items): the usual FAISS rule of thumb (4 to 16 * sqrt(n)).
-    nlist_factor: float = Field(4.0, gt=0)
-    # k-means trains on at most this many points per list (FAISS warns below 39). One thread,
-    # 1M x 64: training took 14 / 24 / 62 s with 39 / 64 / 128; at 100k, 39 to 256 points gave
-    # the same recall@200 (0.92-0.95 at nprobe 4, >= 0.998 at 8). 64 keeps a margin above 39.
-    train_points_per_list: int = Field(64, ge=39)
-    # Candidate nprobe values, tried in increasing order. ~1.5x steps: each step costs one
-    # search of the query sample at build time, and coarser steps overshoot nprobe (latency).
-    nprobe_grid: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256,
-                                    384, 512)
-    # At most this many query_sample rows are used to measure recall (seeded sample).
-    recall_queries: int = Field(1000, ge=1)
-    # Over-fetch for filtered search. Excluded ids are over-fetched exactly (k + len(exclude)
-    # hits, then post-filtered). An allowed mask covering `share` of the catalog goes to FAISS
-    # as an ID selector, and an IVF index then probes nprobe * overfetch / share lists: with 1
-    # (as many allowed items scanned as items in an unfiltered search) recall@200 fell to
-    # 0.89-0.95 at 100k items; 2 kept it at 0.96-0.98 (100k) and 0.99-1.0 (1M), shares 50%-5%.
-    # (Fetching k * overfetch / share hits and post-filtering instead, as first tried, needed a
-    # heap that big: 1.3 vs 0.17 ms CPU at 100k, 10% allowed, same recall.)
-    overfetch: float = Field(2.0, ge=1)
-    # Allowed sets below this share of the catalog skip ANN: an exact product over the allowed
-    # rows is then about as cheap and exact. CPU p50 at 1M items: exact subset 2.0 / 4.5 ms at
-    # 1% / 2% allowed, filtered IVF 3.3 ms at 2% and 1.7 ms at 5%; at 100k: exact subset
-    # <= 0.3 ms at 1-2%, filtered IVF 0.7 ms at 5%. The crossover falls as the catalog grows.
-    restrictive_share: float = Field(0.02, ge=0, le=1)
-    # Seed of the FAISS k-means and of query sampling.
-    seed: int = 0
-
-    @field_validator("nprobe_grid")
-    @classmethod
-    def _grid_ascending(cls, grid: tuple[int, ...]) -> tuple[int, ...]:
-        if not grid or any(p < 1 for p in grid) or list(grid) != sorted(set(grid)):
-            raise ValueError("expected a non-empty, strictly increasing list of ints >= 1")
-        return grid
-
-    def nlist_for(self, n_items: int) -> int:
-        """Number of IVF lists for ``n_items`` (at least 39 training points per list)."""
-        return max(1, min(round(self.nlist_factor * math.sqrt(n_items)), n_items // 39))
 
 
 class ItemIndex:
@@ -177,7 +92,7 @@ class ItemIndex:
         index.add(x_aug)
         info["mips_max_norm"] = max_norm
         candidate = cls(index, x, config, dict(info, kind="ivf", nlist=nlist))
-        nprobe, recall = _tune_nprobe(candidate.raw_search, x, queries, config, nlist)
+        nprobe, recall = tune_nprobe(candidate.raw_search, x, queries, config, nlist)
         if nprobe > config.max_probe_share * nlist or recall < config.target_recall:
             info.update(ivf_rejected={"nlist": nlist, "nprobe": nprobe, "recall": recall,
                                       "reason": "probes too many lists; exact is as fast"})
@@ -297,7 +212,7 @@ class ItemIndex:
             if self.approximate:
                 nprobe = min(self.build_info_["nlist"],
                              math.ceil(self.index_.nprobe * self.config.overfetch / share))
-            params = _search_params(nprobe, mask)
+            params = search_params(nprobe, mask)
         scores, ids = self.raw_search(q, min(fetch, self.n_items), params=params)
         ok = ids >= 0
         if mask is not None:
@@ -395,83 +310,43 @@ class ItemIndex:
         return the file names."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index_, str(directory / _INDEX_FILE))
-        meta = {"format_version": _FORMAT_VERSION, "build_info": self.build_info_,
-                "config": self.config.model_dump(mode="json")}
-        (directory / _INFO_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        return [_INDEX_FILE, _INFO_FILE]
+        faiss.write_index(self.index_, str(directory / INDEX_FILE))
+        return [INDEX_FILE, write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
+                                       build_info=self.build_info_,
+                                       config=self.config.model_dump(mode="json"))]
 
     @classmethod
     def load(cls, directory: str | Path, vectors: np.ndarray | None = None) -> Self:
         """Read what :meth:`save` wrote. Pass the item ``vectors`` when the caller has them
         (e.g. the model's factors) to avoid reconstructing them from the index."""
         directory = Path(directory)
+        meta = read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        path = directory / f"{KIND}.json"
+        config = read_config(meta, path, RetrievalConfig)
+        index: Any = read_with(directory / INDEX_FILE, "FAISS index",
+                               lambda p: faiss.read_index(str(p)))
+        info = field(meta, "build_info", path)
         try:
-            meta = json.loads((directory / _INFO_FILE).read_text())
-            index: Any = faiss.read_index(str(directory / _INDEX_FILE))
-        except FileNotFoundError as exc:
-            raise BundleError(f"item index file missing: {exc.filename}") from None
-        except (json.JSONDecodeError, RuntimeError) as exc:
-            raise BundleError(f"item index in {directory} is corrupted: {exc}") from None
-        if meta.get("format_version") != _FORMAT_VERSION:
-            raise BundleError(f"item index format_version = {meta.get('format_version')!r} "
-                              f"(expected {_FORMAT_VERSION})")
-        try:
-            info = meta["build_info"]
-            config = RetrievalConfig.model_validate(meta["config"])
-            shape = (info["n_items"], info["dim"])
-        except (KeyError, TypeError, ValidationError) as exc:
-            raise BundleError(f"item index info in {directory} is invalid: {exc}") from None
+            shape = (int(info["n_items"]), int(info["dim"]))
+            kind = info["kind"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{path}: build_info is invalid ({exc})") from None
         extra = 1 if info.get("mips_max_norm") is not None else 0
         if (index.ntotal, index.d - extra) != shape:
-            raise BundleError(f"item index holds {index.ntotal} x {index.d} vectors but its "
-                              f"build info says {shape[0]} x {shape[1]}")
+            raise BundleError(f"{directory / INDEX_FILE}: holds {index.ntotal} x {index.d} "
+                              f"vectors but its build info says {shape[0]} x {shape[1]}")
         if vectors is None:
-            if info["kind"] == "ivf":
+            if kind == "ivf":
                 index.make_direct_map()
             x = np.ascontiguousarray(index.reconstruct_n(0, index.ntotal)[:, :shape[1]])
         else:
             x = _as_matrix(vectors, "vectors")
             if x.shape != shape:
-                raise DataError(f"vectors have shape {x.shape} (expected {shape}, the shape "
-                                f"of the saved index)")
-        if info["kind"] == "ivf":
+                raise BundleError(f"{directory / INDEX_FILE}: indexes {shape[0]} x {shape[1]} "
+                                  f"vectors, but the model has {x.shape[0]} x {x.shape[1]}")
+        if kind == "ivf":
             index.nprobe = info["nprobe"]
         return cls(index, x, config, info)
-
-
-def _tune_nprobe(search: Any, x: np.ndarray, queries: np.ndarray, config: RetrievalConfig,
-                 nlist: int) -> tuple[int, float]:
-    """Smallest nprobe in the grid whose recall@candidate_depth vs exact search reaches the
-    target; the largest tried (with a warning) when none does."""
-    depth = min(config.candidate_depth, len(x))
-    truth_scores, _ = faiss.knn(queries, x, depth, metric=faiss.METRIC_INNER_PRODUCT)
-    grid = sorted({min(p, nlist) for p in config.nprobe_grid})
-    recall = 0.0
-    for nprobe in grid:
-        got_scores, _ = search(queries, depth, _search_params(nprobe))
-        recall = score_recall(got_scores, truth_scores)
-        if recall >= config.target_recall:
-            return nprobe, recall
-    warnings.warn(f"ItemIndex.build: recall@{depth} = {recall:.3f} at the largest nprobe "
-                  f"({grid[-1]}) is below target_recall = {config.target_recall}; widen "
-                  f"nprobe_grid or raise exact_max_items", UserWarning, stacklevel=3)
-    return grid[-1], recall
-
-
-def _search_params(nprobe: int | None, allowed: np.ndarray | None = None) -> Any:
-    """Per-call FAISS search parameters (IVF ``nprobe``, an ``allowed`` bitmap selector), so
-    concurrent searches never mutate the shared index."""
-    # faiss's bundled stubs describe the SWIG signatures, not the keyword and array
-    # constructors of its Python wrapper used here (as in faiss tests/test_search_params.py).
-    api: Any = faiss
-    args: dict[str, Any] = {}
-    if allowed is not None:
-        # the selector keeps a reference to the bitmap for its own lifetime
-        args["sel"] = api.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
-    if nprobe is None:
-        return api.SearchParameters(**args)
-    return api.SearchParametersIVF(nprobe=nprobe, **args)
 
 
 def _augment_items(x: np.ndarray, max_norm: float) -> np.ndarray:
@@ -479,26 +354,6 @@ def _augment_items(x: np.ndarray, max_norm: float) -> np.ndarray:
     norms2 = (x.astype(np.float64) ** 2).sum(axis=1)
     tail = np.sqrt(np.maximum(max_norm ** 2 - norms2, 0.0))
     return np.ascontiguousarray(np.hstack([x, tail[:, None]]), dtype=np.float32)
-
-
-def score_recall(found_scores: np.ndarray, truth_scores: np.ndarray) -> float:
-    """Share of the exact top-k reached: a found item counts when its score is at least the
-    exact k-th score. Unlike id overlap this is not fooled by ties (e.g. the many items with a
-    zero ALS vector, all scoring 0), where any of the tied items is an equally right answer."""
-    threshold = truth_scores[:, -1:] - 1e-6 * np.maximum(1.0, np.abs(truth_scores[:, -1:]))
-    found = np.where(np.isfinite(found_scores), found_scores, -np.inf)
-    return float(np.mean((found >= threshold).sum(axis=1) / truth_scores.shape[1]))
-
-
-def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each row of ``truth`` (ids, -1 = none) present in the same row of
-    ``found``."""
-    hits = total = 0
-    for f, t in zip(found, truth, strict=True):
-        t = t[t >= 0]
-        hits += len(np.intersect1d(f[f >= 0], t, assume_unique=True))
-        total += len(t)
-    return hits / total if total else 1.0
 
 
 def _as_matrix(values: np.ndarray, name: str) -> np.ndarray:
