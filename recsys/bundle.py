@@ -154,7 +154,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
 
 
 def verify_checksums(directory: Path, manifest: dict[str, Any]) -> None:
-    for name, expected in manifest.get("checksums", {}).items():
+    if not isinstance(manifest.get("checksums"), dict) or not manifest["checksums"]:
+        raise BundleError(f"{directory / MANIFEST}: no 'checksums' mapping; refused (unverified)")
+    for name, expected in manifest["checksums"].items():
         path = directory / name
         if not path.exists():
             raise BundleError(f"{path}: missing from the bundle")
