@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -38,6 +39,19 @@ LATEST = datetime(2262, 4, 11, tzinfo=UTC)   # pandas' nanosecond clock ends 226
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
 Price = Annotated[float, Field(strict=True, ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+
+
+def _number_not_text(value: Any) -> Any:
+    # pydantic's lax int would turn "5" into 5 and false into 0; its strict int would refuse
+    # 5.0, which JSON Schema counts as an integer. Refuse text and booleans only.
+    if isinstance(value, (str, bool, bytes)):
+        raise ValueError(f"Input should be a JSON integer, not {type(value).__name__}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_number_not_text)]
+Position = Annotated[int, Field(ge=0, le=MAX_POSITION), BeforeValidator(_number_not_text)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY), BeforeValidator(_number_not_text)]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Device = Literal["desktop", "mobile", "tablet", "app", "other"]
 EventType = Literal["impression", "view", "click", "add_to_cart", "purchase"]
@@ -98,7 +112,7 @@ class RecommendationRequest(RequestModel):
     user_id: Id | None = None
     session_id: Id | None = None
     context: ContextIn = Field(default_factory=ContextIn)
-    k: int = Field(10, ge=1, strict=True, description="items to return, 1..max_k (100)")
+    k: Int = Field(10, ge=1, description="items to return, 1..max_k (100)")
     filters: FiltersIn = Field(default_factory=FiltersIn)
 
 
@@ -130,6 +144,11 @@ class SimilarItemsResponse(BaseModel):
 class EventIn(RequestModel):
     """One event; validated on its own so one bad event does not sink its batch."""
 
+    # "user_id or session_id" stated in the schema too, so a generated client knows it
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+        {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}}]})
+
     event_id: Id = Field(description="client-chosen, unique; a repeat is counted, not stored")
     user_id: Id | None = None
     session_id: Id | None = None
@@ -138,10 +157,10 @@ class EventIn(RequestModel):
     timestamp: Timestamp = Field(description="ISO 8601 (naive = UTC) or Unix seconds; from "
                                  "1970 to max_clock_skew_s (1 h) ahead of the server clock")
     request_id: Id | None = Field(None, description="the recommendation that led to it")
-    position: int | None = Field(None, ge=0, le=MAX_POSITION, strict=True,
+    position: Position | None = Field(None,
                                  description="0-based position in that list")
     price: Price | None = Field(None, description="unit price")
-    quantity: int | None = Field(None, ge=1, le=MAX_QUANTITY, strict=True,
+    quantity: Quantity | None = Field(None,
                                  description="default 1")
     device: Device | None = None
 
