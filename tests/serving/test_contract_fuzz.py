@@ -42,7 +42,6 @@ EXAMPLES = 200
 def fuzzed_app(serving_bundle: Path, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[FastAPI]:
     from serving.settings import ServingSettings
-
     from tests.serving.conftest import EXPERIMENT
 
     work = tmp_path_factory.mktemp("fuzz")
