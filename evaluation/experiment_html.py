@@ -195,7 +195,10 @@ def _lift(r: Mapping[str, Any]) -> str:
     for row in [*r["lift"], *({**c, "cuped": True} for c in r["cuped"]["rows"])]:
         m = row["metric"]
         name = METRIC_TITLES.get(m, m) + (" <b>CUPED</b>" if row.get("cuped") else "")
-        sig = ('<span class="ok">yes</span>' if row["significant"] else
+        # significance after the Holm adjustment where the row has one (lift rows), else raw
+        adjusted = row.get("significant_adjusted")
+        sig = ('<span class="ok">yes</span>' if (row["significant"] if adjusted is None
+                                                 else adjusted) else
                '<span class="note">no</span>')
         vr = row.get("variance_reduction")
         rows.append([esc(row["variant"]), name, esc(fmt(m, row["control"])),
@@ -204,7 +207,9 @@ def _lift(r: Mapping[str, Any]) -> str:
                                                                     row["ci_high"], m),
                      esc(_pct(row["rel_lift"])) + " " + _interval(row["rel_ci_low"],
                                                                   row["rel_ci_high"], m, True),
-                     esc(_p(row["p_value"])), sig, esc(row["method"]),
+                     esc(_p(row["p_value"])),
+                     "–" if row.get("p_adjusted") is None else esc(_p(row["p_adjusted"])),
+                     sig, esc(row["method"]),
                      "–" if vr is None else esc(f"{vr:.1%}")])
     cuped = r["cuped"]
     note = (f' CUPED adjusts revenue per unit with each unit\'s pre-period revenue '
@@ -212,11 +217,13 @@ def _lift(r: Mapping[str, Any]) -> str:
             "the variance of the difference it removed." if cuped["applied"]
             else f' {esc(cuped.get("note", "CUPED not applied."))}')
     return (table(["variant", "metric", "control", "treatment", "difference [95% CI]",
-                   "relative lift [95% CI]", "p-value", "significant", "test",
+                   "relative lift [95% CI]", "p-value", "p (Holm)", "significant", "test",
                    "variance cut"], rows, id_="lift", left=2)
             + '<p class="note">Fixed-horizon tests read once at the end: Welch t for per-unit '
             "metrics, delta-method z for ratios; units, not impressions, are the independent "
-            f"draws.{note}</p>")
+            "draws. The readout tests every metric of every treatment, so \"significant\" "
+            "uses the Holm-adjusted p-value (family-wise error rate over all the lift rows); "
+            f"the raw p-value is beside it.{note}</p>")
 
 
 def _srm(r: Mapping[str, Any]) -> str:
@@ -323,8 +330,9 @@ def summary_lines(readout: Mapping[str, Any]) -> list[str]:
     for row in readout["lift"]:
         rel = "n/a" if row["rel_lift"] is None else f"{row['rel_lift']:+.1%}"
         lines.append(f"  {row['variant']} vs {readout['control']} {row['metric']}: {rel} "
-                     f"(p = {_fmt(row['p_value'], 3, 'g')}"
-                     f"{', significant' if row['significant'] else ''})")
+                     f"(p = {_fmt(row['p_value'], 3, 'g')}, Holm-adjusted "
+                     f"{_fmt(row.get('p_adjusted'), 3, 'g')}"
+                     f"{', significant' if row.get('significant_adjusted') else ''})")
     for row in readout["cuped"]["rows"]:
         lines.append(f"  {row['variant']} revenue_per_unit with CUPED: p = "
                      f"{_fmt(row['p_value'], 3, 'g')}, variance -"

@@ -34,6 +34,7 @@ import math
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +59,7 @@ from evaluation.experiment_stats import (
     unit_table,
     variant_summary,
 )
+from evaluation.multiple_testing import HOLM, adjust
 from evaluation.sequential import MIN_UNITS, horizon_tau2, sequential_test
 from recsys import columns as C
 from recsys.errors import DataError
@@ -76,6 +78,12 @@ GUARDRAIL_METRICS: tuple[str, ...] = ("latency_p99_ms", "fallback_rate")
 SEQUENTIAL_METRICS: tuple[str, ...] = ("ctr", "conversion_rate", "revenue_per_unit")
 _EVENT_FRAME_COLUMNS = (C.USER_ID, C.SESSION_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP,
                         "request_id", C.PRICE, C.QUANTITY)
+# Rows beyond these cannot be real and would overflow sums (a price of 1e308 times a quantity
+# is inf, and every statistic after it NaN): they are skipped and counted, never fatal. The
+# API refuses them at ingest (serving.schemas: MAX_PRICE, MAX_QUANTITY); other writers of the
+# store may not.
+MAX_PRICE = 1e9
+MAX_QUANTITY = 1_000_000
 
 
 class EventSource(Protocol):
@@ -142,7 +150,7 @@ def load_events(store: EventSource) -> pd.DataFrame:
     """Stored impressions, clicks, carts and purchases as a frame (views are not read)."""
     rows = list(store.iter_events(event_types=READOUT_EVENT_TYPES))
     frame = pd.DataFrame(rows, columns=list(_EVENT_FRAME_COLUMNS))
-    frame[C.TIMESTAMP] = pd.to_datetime(frame[C.TIMESTAMP], utc=True)
+    frame[C.TIMESTAMP] = pd.to_datetime(frame[C.TIMESTAMP], utc=True, errors="coerce")
     return frame
 
 
@@ -151,12 +159,15 @@ def load_events(store: EventSource) -> pd.DataFrame:
 class ExperimentFrame:
     """``frame``: one row per (variant, unit, day) with the counts of ``COUNT_COLUMNS`` and the
     unit's constant pre-period columns (``PRE_COLUMNS``); ``start``/``end``: first exposure and
-    last attributed activity; ``notes``: data caveats for the readout's warnings."""
+    last attributed activity; ``notes``: data caveats for the readout's warnings;
+    ``rows_read``/``skipped``: stored events read, and those left out by reason."""
 
     frame: pd.DataFrame
     start: pd.Timestamp
     end: pd.Timestamp
     notes: tuple[str, ...]
+    rows_read: int = 0
+    skipped: Mapping[str, int] = dataclass_field(default_factory=dict)
 
 
 def _unit_key(events: pd.DataFrame) -> pd.Series:
@@ -165,13 +176,37 @@ def _unit_key(events: pd.DataFrame) -> pd.Series:
     return user.where(user.notna(), events[C.SESSION_ID].astype(object))
 
 
+def usable_rows(events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``events`` without the rows the readout cannot use, and their counts by reason: no
+    unit (neither user nor session id), an unreadable time, a price or quantity that is not
+    finite, negative, or beyond :data:`MAX_PRICE` / :data:`MAX_QUANTITY`."""
+    out = _normalise(events)
+    price, qty = out[C.PRICE], out[C.QUANTITY]
+    reasons = {
+        "no user or session id": out["key"].isna(),
+        "unreadable timestamp": out[C.TIMESTAMP].isna(),
+        f"price not in 0..{MAX_PRICE:g}": price.notna() & ~price.between(0.0, MAX_PRICE),
+        f"quantity not in 1..{MAX_QUANTITY:,}": ~qty.between(1.0, MAX_QUANTITY),
+    }
+    bad = pd.Series(False, index=out.index)
+    skipped = {}
+    for reason, mask in reasons.items():
+        mask = mask & ~bad          # each row counted once, under its first reason
+        if mask.any():
+            skipped[reason] = int(mask.sum())
+        bad |= mask
+    return out[~bad].reset_index(drop=True), skipped
+
+
 def _normalise(events: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({c: events[c] if c in events.columns else None
                         for c in _EVENT_FRAME_COLUMNS})
-    out[C.TIMESTAMP] = pd.to_datetime(out[C.TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
+    out[C.TIMESTAMP] = pd.to_datetime(out[C.TIMESTAMP], utc=True, errors="coerce").astype(
+        "datetime64[ns, UTC]")
     out[C.EVENT_TYPE] = out[C.EVENT_TYPE].astype(str)
     out[C.PRICE] = pd.to_numeric(out[C.PRICE], errors="coerce").astype(np.float64)
-    out[C.QUANTITY] = pd.to_numeric(out[C.QUANTITY], errors="coerce").fillna(1.0)
+    out[C.QUANTITY] = pd.to_numeric(out[C.QUANTITY], errors="coerce").fillna(1.0).astype(
+        np.float64)
     out["request_id"] = out["request_id"].astype(object)
     out["key"] = _unit_key(out)
     return out
@@ -187,7 +222,7 @@ def _pre_period(store_pre: pd.DataFrame, outside: pd.DataFrame | None, units: pd
     """Per unit: revenue, purchases and events before ``start`` (store + outside events)."""
     parts = [store_pre]
     if outside is not None and len(outside):
-        ext = _normalise(outside)
+        ext, _ = usable_rows(outside)
         parts.append(ext[ext["key"].isin(units) & (ext[C.TIMESTAMP] < start)])
     pre = pd.concat(parts, ignore_index=True)
     if pre_days is not None:
@@ -211,7 +246,7 @@ def experiment_frame(
     only the last days before the start count as pre-period (default: all)."""
     if exposures.empty:
         raise DataError("no exposures for this experiment: nothing to read out")
-    ev = _normalise(events)
+    ev, skipped = usable_rows(events)
     exp = exposures.copy()
     linked = ev["request_id"].isin(set(exp["request_id"]))
     first_event = ev.loc[linked].groupby("request_id")[C.TIMESTAMP].min()
@@ -268,7 +303,10 @@ def experiment_frame(
     if missing_price:
         notes.append(f"{missing_price} attributed purchases have no price: counted as 0 revenue")
     end = max(exp["time"].max(), during[C.TIMESTAMP].max() if len(during) else start)
-    return ExperimentFrame(frame, start, end, tuple(notes))
+    if skipped:
+        notes.append(f"{sum(skipped.values())} stored event(s) skipped as unusable: "
+                     + ", ".join(f"{n} {reason}" for reason, n in skipped.items()))
+    return ExperimentFrame(frame, start, end, tuple(notes), len(events), skipped)
 
 
 # ---------------------------------------------------------------------- the readout
@@ -392,7 +430,7 @@ def build_readout(
     sequential: list[dict[str, Any]] = []
     if control in present and len(present) > 1:
         kept = frame[frame[VARIANT].isin(present)]
-        lift = _records(compare_variants(kept, control=control, alpha=alpha))
+        lift = _adjusted(_records(compare_variants(kept, control=control, alpha=alpha)), alpha)
         pre_units = unit_table(kept, pre_columns=[CUPED_COVARIATE])[CUPED_COVARIATE]
         cuped["units_with_pre_revenue"] = int((pre_units > 0).sum())
         if pre_units.nunique() > 1:
@@ -424,15 +462,39 @@ def build_readout(
         "period": {"start": data.start, "end": data.end, "days": len(days)},
         "summary": {v: {"units": int(units[v]), **{k: summary.loc[v, k] for k in summary.columns
                                                    if k != "units"}} for v in variants},
-        "intervals": _intervals(frame, alpha), "lift": lift, "cuped": cuped,
+        "intervals": _intervals(frame, alpha), "lift": lift,
+        "multiple_testing": {"method": HOLM, "family": "every lift row of this readout (each "
+                             "metric of each treatment against control)", "tests": sum(
+                                 r.get("p_value") is not None for r in lift), "alpha": alpha},
+        "cuped": cuped,
         "srm": {"chi2": srm.chi2, "p_value": srm.p_value, "observed": srm.observed,
                 "expected": srm.expected, "mismatch": srm.mismatch,
                 "threshold": SRM_P_THRESHOLD},
         "sequential": sequential, "min_units_per_look": min_units,
         "guardrails": _guardrails(guardrails, thresholds, variants),
+        "data_quality": {"rows_read": data.rows_read,
+                         "rows_skipped": sum(data.skipped.values()),
+                         "skipped": dict(data.skipped)},
         "warnings": warnings_,
     }
     return jsonable(readout)
+
+
+def _adjusted(rows: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+    """``rows`` with Holm-adjusted p-values over all of them, beside the raw ones."""
+    adjusted = adjust([_finite_or_none(r.get("p_value")) for r in rows], HOLM)
+    for row, p in zip(rows, adjusted, strict=True):
+        row["p_adjusted"] = p
+        row["significant_adjusted"] = None if p is None else bool(p < alpha)
+    return rows
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
 
 
 def empty_readout(name: str, weights: Mapping[str, float], note: str) -> dict[str, Any]:

@@ -117,6 +117,21 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
         experiment_plan_command(args)
 
 
+def _cmd_events(args: argparse.Namespace) -> None:
+    from recsys.errors import DataError
+    from serving.event_store import SQLiteEventStore
+
+    if not Path(args.store).is_file():
+        raise DataError(f"event store {args.store} does not exist")
+    with SQLiteEventStore(args.store) as store:
+        summary = store.export_events(args.out)
+    print(f"exported {summary.events:,} events -> {summary.path} (left out: "
+          f"{summary.skipped_impressions:,} impressions, {summary.skipped_anonymous:,} "
+          "anonymous events)")
+    print("note: this export is a copy outside the event store; erasing a user "
+          "(DELETE /v1/users/{id}) does not reach it: delete or re-export it after erasures")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
@@ -198,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="readout of an experiment from the event store (HTML + JSON)"))
     add_plan_arguments(actions.add_parser(
         "plan", help="units needed per variant for a baseline rate and an MDE"))
+
+    p = add("events", _cmd_events, "event store tools: export the served events as a dataset")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    e = actions.add_parser("export", help="canonical events.parquet from the event store "
+                           "(outside erasure's reach)")
+    e.add_argument("--store", required=True, help="the SQLite event store (e.g. var/events.db)")
+    e.add_argument("--out", required=True, help="directory for events.parquet")
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")

@@ -8,14 +8,18 @@ readout is printed. The server then runs until Ctrl-C (``--no-serve`` stops afte
 
 from __future__ import annotations
 
+import os
+import secrets
+import signal
 import threading
 import time
 from pathlib import Path
 
+from configs import config_path
 from pipelines.prepare import print_lines, split_dir, validate_dir
 from recsys.data.split import summary_lines
 
-SERVING_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "serving.toml"
+SERVING_CONFIG = config_path("serving.toml")
 
 
 def _step(n: int, total: int, what: str) -> float:
@@ -61,43 +65,80 @@ def run_demo(out: Path, *, users: int = 3000, items: int = 1500, days: int = 60,
     print(f"      bundle {rec.manifest.version}")
     if serve:
         _step(6, total, f"serving {bundle_dir} with the experiment in {SERVING_CONFIG.name}")
-        _serve(out, bundle_dir, data_dir, host=host, port=port, simulate_users=simulate_users)
+        serve_demo(out, bundle_dir, data_dir, host=host, port=port,
+                   simulate_users=simulate_users)
 
 
-def _serve(out: Path, bundle_dir: Path, data_dir: Path, *, host: str, port: int,
-           simulate_users: int) -> None:
+def _demo_keys() -> dict[str, str]:
+    """Keys for this run (from the environment when set there, else random), exported so the
+    simulation and the readout in this process send them too."""
+    keys = {}
+    for role in ("write", "read", "admin"):
+        env = f"RECSYS_{role.upper()}_KEY"
+        keys[role] = os.environ.get(env) or secrets.token_urlsafe(12)
+        os.environ[env] = keys[role]
+    return keys
+
+
+def fresh_event_store(path: Path) -> None:
+    """Remove the previous run's store (and its WAL, shared memory and secret), so this run's
+    readout never mixes in another run's exposures."""
+    for suffix in ("", "-wal", "-shm", ".secret"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def serve_demo(out: Path, bundle_dir: Path, data_dir: Path, *, host: str = "127.0.0.1",
+               port: int = 8000, simulate_users: int = 0) -> None:
+    """Serve ``bundle_dir`` with the demo's experiment on a fresh event store until Ctrl-C or
+    SIGTERM; both stop the server cleanly, so every exposure served is written."""
     import uvicorn
 
     from serving.app import create_app
     from serving.settings import load_settings
 
+    store = out / "events.db"
+    fresh_event_store(store)
+    keys = _demo_keys()
     settings = load_settings(SERVING_CONFIG, bundle=bundle_dir).model_copy(
-        update={"event_store": out / "events.db"})
+        update={"event_store": store})
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.1)
-    if not thread.is_alive():
-        print(f"      the server did not start (is port {port} in use? try --port)")
-        return
-    url = f"http://{host}:{port}"
-    print(f"      API at {url} (OpenAPI docs: {url}/docs); events in {out / 'events.db'}")
-    print("      try:")
-    print(f"        curl -s -X POST {url}/v1/recommendations -H 'content-type: "
-          "application/json' \\\n          -d '{\"user_id\": \"u000001\", \"context\": "
-          "{\"cart\": [\"i00001\"]}, \"k\": 5}'")
-    print(f"        curl -s {url}/v1/experiments/popularity-vs-hybrid")
-    if simulate_users:
-        _simulate(url, data_dir, out, simulate_users)
-    print("      serving until Ctrl-C", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt    # SIGTERM stops the demo like Ctrl-C: a clean shutdown
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
+        thread.start()
+        while not server.started and thread.is_alive():
+            time.sleep(0.1)
+        if not thread.is_alive():
+            print(f"      the server did not start (is port {port} in use? try --port)")
+            return
+        url = f"http://{host}:{port}"
+        print(f"      API at {url} (OpenAPI docs: {url}/docs); a fresh event store for this "
+              f"run: {store}")
+        print(f"      keys for this run (X-API-Key header): write {keys['write']}, "
+              f"read {keys['read']}, admin {keys['admin']}")
+        print("      try:")
+        print(f"        curl -s -X POST {url}/v1/recommendations -H 'content-type: "
+              "application/json' \\\n          -d '{\"user_id\": \"u000001\", \"context\": "
+              "{\"cart\": [\"i00001\"]}, \"k\": 5}'")
+        print(f"        curl -s {url}/v1/experiments/popularity-vs-hybrid "
+              f"-H 'X-API-Key: {keys['read']}'")
+        if simulate_users:
+            _simulate(url, data_dir, out, simulate_users)
+        print("      serving until Ctrl-C", flush=True)
         while thread.is_alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
+        pass
+    finally:
+        # uvicorn's shutdown runs the lifespan's close: queued exposures are written
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=60)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _simulate(url: str, data_dir: Path, out: Path, users: int) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 from recsys.errors import ConfigError, DataError, RecsysError
 
 DEFAULT_CONFIG = "configs/serving.toml"
+READ_KEY_ENV = "RECSYS_READ_KEY"   # or the admin key: both may read experiments
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +42,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         "pre-period for CUPED (e.g. the synthetic shop); the store's own events "
                         "before the experiment always count")
     parser.add_argument("--server", help="running API to read live guardrails from "
-                        "(GET /v1/experiments/NAME); default: guardrails not measured")
+                        "(GET /v1/experiments/NAME, with the read key from the environment "
+                        f"variable {READ_KEY_ENV}); default: guardrails not measured")
     parser.add_argument("--tau2", action="append", default=[], metavar="METRIC=VALUE",
                         help="mSPRT mixture variance for a metric, fixed before the experiment "
                         "(repeatable; default: set from the variance at the last look)")
@@ -90,8 +93,13 @@ def live_guardrails(server: str, name: str) -> dict[str, dict[str, float]]:
     (only variants whose window already has a verdict)."""
     import httpx
 
+    key = os.environ.get(READ_KEY_ENV) or os.environ.get("RECSYS_ADMIN_KEY")
+    if not key:
+        raise ConfigError(f"--server: reading live guardrails needs the API's read key in the "
+                          f"environment variable {READ_KEY_ENV}")
     try:
-        r = httpx.get(f"{server.rstrip('/')}/v1/experiments/{name}", timeout=10.0)
+        r = httpx.get(f"{server.rstrip('/')}/v1/experiments/{name}", timeout=10.0,
+                      headers={"X-API-Key": key})
     except httpx.HTTPError as exc:
         raise RecsysError(f"--server {server}: {exc}") from None
     if r.status_code != 200:

@@ -36,6 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "/metrics counts requests)")
 
 
+def check_bundle(name: str, path: Path) -> None:
+    """Refuse a bundle that cannot be verified before uvicorn starts (whose start-up failure
+    would be a traceback and exit 3): the directory, its manifest and every checksum. Each
+    worker still loads and verifies it in full."""
+    from recsys.manifest import read_manifest, verify_checksums
+
+    if not path.is_dir():
+        raise RecsysError(f"bundle '{name}': {path} is not a directory")
+    try:
+        verify_checksums(path, read_manifest(path))
+    except RecsysError as exc:
+        raise RecsysError(f"bundle '{name}': {exc}") from None
+    except Exception as exc:  # a manifest of the wrong shape: still one line, exit 2
+        raise RecsysError(f"bundle '{name}': {path}: malformed manifest "
+                          f"({type(exc).__name__}: {exc})") from None
+
+
 def serve_command(args: argparse.Namespace) -> None:
     """Validate the settings (a bad config fails here, as one line), then run uvicorn until
     stopped. Blocks."""
@@ -48,8 +65,7 @@ def serve_command(args: argparse.Namespace) -> None:
     settings = load_settings(args.config, bundle=args.bundle)
     settings.experiments_config()     # unknown bundle names in experiments fail before start
     for name, path in settings.bundles.items():
-        if not Path(path).is_dir():
-            raise RecsysError(f"bundle '{name}': {path} is not a directory")
+        check_bundle(name, Path(path))
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
               "access_log": args.access_log, "timeout_graceful_shutdown": 30}
     if args.workers == 1:

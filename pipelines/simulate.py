@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from recsys.errors import ConfigError, DataError, RecsysError
 
 RECOMMENDATIONS = "/v1/recommendations"
 EVENTS = "/v1/events"
+WRITE_KEY_ENV = "RECSYS_WRITE_KEY"
 
 
 class ResponseLike(Protocol):
@@ -412,6 +414,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", type=float, default=60.0,
                         help="seconds to wait for /readyz before starting (default 60)")
     parser.add_argument("--json", help="also write the summary as JSON to this file")
+    parser.add_argument("--key-env", default=WRITE_KEY_ENV,
+                        help="environment variable holding the API's write key, sent in the "
+                        f"X-API-Key header (default {WRITE_KEY_ENV}; keys never go on a "
+                        "command line)")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -451,7 +457,12 @@ def simulate_command(args: argparse.Namespace) -> None:
 
     config = config_from_args(args)
     truth = ShopTruth.load(args.data)
-    with httpx.Client(base_url=args.server, timeout=args.timeout) as client:
+    key = os.environ.get(args.key_env)
+    if not key:
+        raise ConfigError(f"simulate posts events, which need the API's write (or admin) key: "
+                          f"set the environment variable {args.key_env}")
+    with httpx.Client(base_url=args.server, timeout=args.timeout,
+                      headers={"X-API-Key": key}) as client:
         wait_ready(client, args.wait)
         summary = simulate(lambda path, body: client.post(path, json=body), truth, config,
                            progress=print)

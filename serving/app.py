@@ -15,14 +15,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from recsys.threads import set_thread_policy
 from serving import errors
+from serving.auth import KEY_HEADER
 from serving.body_limit import BodySizeLimit
 from serving.event_store import SQLiteEventStore
 from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.metrics import Metrics, MetricsMiddleware
+from serving.openapi import install_openapi
 from serving.routes import admin, events, experiments, health, recommendations
 from serving.settings import ServingSettings, settings_from_env
 from serving.state import LoadedBundle, ServingState, load_serving_bundle, settle_heap
@@ -31,11 +34,12 @@ log = logging.getLogger(__name__)
 
 
 def build_state(settings: ServingSettings, metrics: Metrics, guardrails: GuardrailMonitor,
-                admin_key: str | None) -> ServingState:
+                keys: dict[str, str]) -> ServingState:
     """Open the store, load and warm every bundle, start the exposure writer."""
     experiments_config = settings.experiments_config()   # ConfigError before any loading
     settings.event_store.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteEventStore(settings.event_store)
+    store = SQLiteEventStore(settings.event_store,
+                             audit_secret=settings.privacy.resolve_secret())
     try:
         bundles: dict[str, LoadedBundle] = {
             name: load_serving_bundle(name, path, store, settings.warmup_requests)
@@ -52,7 +56,7 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
     metrics.watch_queue(lambda: writer.pending)
     return ServingState(settings=settings, bundles=bundles, experiments=experiments_config,
                         store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
-                        admin_key=admin_key)
+                        keys=keys)
 
 
 def create_app(settings: ServingSettings) -> FastAPI:
@@ -60,14 +64,14 @@ def create_app(settings: ServingSettings) -> FastAPI:
     metrics = Metrics()
     guardrails = GuardrailMonitor(settings.guardrails)
     metrics.watch_guardrails(guardrails)
-    admin_key = settings.admin.resolve_key()
+    keys = settings.keys.resolve()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         set_thread_policy("serve")
         # blocking on purpose: uvicorn accepts connections only after start-up, so no request
         # can arrive before the bundles are in memory
-        state = build_state(settings, metrics, guardrails, admin_key)
+        state = build_state(settings, metrics, guardrails, keys)
         app.state.serving = state
         state.start_erasure_poll(settings.erasure_poll_s)
         settle_heap()
@@ -86,11 +90,16 @@ def create_app(settings: ServingSettings) -> FastAPI:
     errors.install(app)
     for module in (recommendations, events, experiments, admin, health):
         app.include_router(module.router)
+    install_openapi(app, settings.limits)
     # the last added is outermost: metrics see every answer, 413s included; sizes are checked
-    # before any parsing
+    # before any parsing; CORS answers browsers' preflight requests before anything else
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, guardrails=guardrails,
                        guarded_path=recommendations.RECOMMENDATIONS_PATH)
+    if settings.cors.allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors.allow_origins,
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Content-Type", KEY_HEADER], max_age=600)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Reject request bodies over ``limits.max_body_bytes`` with a JSON 413, before any parsing.
+"""Reject request bodies over ``limits.max_body_bytes`` with a 413 problem, before any parsing.
 
 A declared ``Content-Length`` over the limit is refused without reading the body. A body
 without one (chunked) is read into memory up to the limit, then replayed to the app, or refused
@@ -8,9 +8,9 @@ request on the hot path.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.errors import PROBLEM_JSON, problem_body
 
 
 class BodySizeLimit:
@@ -71,8 +71,8 @@ class BodySizeLimit:
 
     @staticmethod
     async def _reject(send: Send, code: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
+        body = problem_body(code, detail)
         await send({"type": "http.response.start", "status": code,
-                    "headers": [(b"content-type", b"application/json"),
+                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -31,7 +31,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -48,10 +47,18 @@ import pandas as pd
 
 from recsys import columns as C
 from recsys.data.io import write_dataset
-from recsys.errors import DataError, RecsysError
+from recsys.errors import DataError
+from serving.audit import audit_subject, load_or_create_secret
+from serving.store_schema import (
+    IMPRESSION,
+    MIGRATIONS,  # noqa: F401 - re-exported (tests, tools)
+    SCHEMA_VERSION,  # noqa: F401
+    STORE_EVENT_TYPES,
+    StoreError,
+    in_list,
+    migrate,
+)
 
-IMPRESSION = "impression"
-STORE_EVENT_TYPES: tuple[str, ...] = (IMPRESSION, *C.EVENT_TYPES)
 EVENT_KEYS = frozenset({
     "event_id", C.USER_ID, C.SESSION_ID, C.ITEM_ID, C.EVENT_TYPE, C.TIMESTAMP, "request_id",
     "position", C.PRICE, C.QUANTITY, C.DEVICE,
@@ -63,54 +70,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 
-class StoreError(RecsysError):
-    """The store cannot be used as is (e.g. its schema is newer than this code)."""
-
-
-def _in_list(values: Sequence[str]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
-# Schema migrations, applied in order; PRAGMA user_version = number applied. Never edit a
-# released step: add a new one (existing databases have already run the old ones).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1: events and exposures. No index on events.request_id: writes are the hot path (each
-       # random-keyed index costs ~100 page writes per batch of 100) and the attribution join
-       # in experiment_counts scans events once, probing exposures by primary key.
-        f"""CREATE TABLE events (
-            event_id        TEXT NOT NULL PRIMARY KEY,
-            user_id         TEXT,
-            session_id      TEXT,
-            item_id         TEXT NOT NULL,
-            event_type      TEXT NOT NULL CHECK (event_type IN ({_in_list(STORE_EVENT_TYPES)})),
-            timestamp_us    INTEGER NOT NULL,
-            request_id      TEXT,
-            position        INTEGER CHECK (position IS NULL OR position >= 0),
-            price           REAL CHECK (price IS NULL OR price >= 0),
-            quantity        INTEGER NOT NULL DEFAULT 1 CHECK (quantity >= 1),
-            device          TEXT CHECK (device IS NULL OR device IN ({_in_list(C.DEVICES)})),
-            received_at_us  INTEGER NOT NULL,
-            CHECK (user_id IS NOT NULL OR session_id IS NOT NULL)
-        )""",
-        """CREATE TABLE exposures (
-            request_id TEXT NOT NULL PRIMARY KEY, experiment TEXT NOT NULL,
-            variant TEXT NOT NULL, unit TEXT NOT NULL,
-            items TEXT NOT NULL,  -- JSON [{"item_id": ..., "position": 0}, ...]
-            model_version TEXT, created_at_us INTEGER NOT NULL
-        )""",
-        "CREATE INDEX exposures_experiment ON exposures (experiment, variant)",
-    ),
-    (  # 2: erasure support - audit log, and indexes so delete_user is not a full scan
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, action TEXT NOT NULL, subject TEXT NOT NULL,
-            counts TEXT NOT NULL,  -- JSON {"events": n, ...}
-            at_us INTEGER NOT NULL
-        )""",
-        "CREATE INDEX events_user ON events (user_id)",
-        "CREATE INDEX exposures_unit ON exposures (unit)",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _EVENT_COLUMNS = ("event_id", C.USER_ID, C.SESSION_ID, C.ITEM_ID, C.EVENT_TYPE, "timestamp_us",
                   "request_id", "position", C.PRICE, C.QUANTITY, C.DEVICE, "received_at_us")
@@ -232,8 +191,14 @@ class EventStore(ABC):
 
     @abstractmethod
     def delete_user(self, user_id: str) -> dict[str, int]:
-        """Erase a user's events and exposures (unit == ``user_id``) and write an audit record,
-        in one transaction; returns ``{"events": n, "exposures": m}``."""
+        """Erase a user's events and exposures (unit == ``user_id``), and those of the sessions
+        the user's events name (their anonymous events, exposures with the session as unit),
+        and write an audit record (:meth:`audit_subject`), in one transaction; returns
+        ``{"events": n, "exposures": m, "sessions": s}``."""
+
+    @abstractmethod
+    def audit_subject(self, user_id: str) -> str:
+        """How ``user_id`` appears in the audit log (a keyed hash, :mod:`serving.audit`)."""
 
     @abstractmethod
     def experiment_counts(self, experiment: str) -> dict[str, VariantCounts]:
@@ -274,35 +239,6 @@ class EventStore(ABC):
         self.close()
 
 
-def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
-    """Apply the migrations after the database's ``user_version`` up to ``target`` (default:
-    all), in one transaction; returns the version now in effect. Idempotent.
-
-    ``conn`` must be in autocommit mode (``isolation_level=None``). BEGIN IMMEDIATE takes the
-    write lock before reading the version, so two processes opening a new file at once do not
-    both run step 1.
-    """
-    target = SCHEMA_VERSION if target is None else target
-    if not 0 <= target <= SCHEMA_VERSION:
-        raise ValueError(f"target must be in 0..{SCHEMA_VERSION}, got {target}")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
-        if current > SCHEMA_VERSION:
-            raise StoreError(f"event store schema version {current} is newer than this code "
-                             f"supports ({SCHEMA_VERSION}); upgrade the code, not the data")
-        for version in range(current + 1, target + 1):
-            for statement in MIGRATIONS[version - 1]:
-                conn.execute(statement)
-        if target > current:
-            conn.execute(f"PRAGMA user_version = {int(target)}")  # transactional, like the DDL
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return max(current, target)
-
-
 class SQLiteEventStore(EventStore):
     """:class:`EventStore` on one SQLite file in WAL mode with ``synchronous=FULL``.
 
@@ -314,8 +250,11 @@ class SQLiteEventStore(EventStore):
     ``BUSY_TIMEOUT_S`` for the lock.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, audit_secret: str | None = None) -> None:
         self.path = Path(path)
+        # the erasure log's key (serving.audit); without one given, read or created beside the
+        # database on the first erasure (never for a store that is only read)
+        self._secret = audit_secret
         self._lock = threading.Lock()
         self._conn = self._connect()
         # In WAL mode, synchronous=NORMAL fsyncs only at checkpoints: a power loss or OS crash
@@ -371,7 +310,10 @@ class SQLiteEventStore(EventStore):
         try:
             with self._transaction() as conn:
                 inserted = conn.executemany(_INSERT_EVENT, rows).rowcount
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as exc:
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, OverflowError,
+                UnicodeEncodeError) as exc:
+            # OverflowError: an integer beyond SQLite's 64 bits; UnicodeEncodeError: a lone
+            # surrogate. The API bounds both before here; other callers get a DataError too.
             if isinstance(exc, sqlite3.ProgrammingError) and "binding" not in str(exc):
                 raise
             raise DataError(f"event batch of {len(rows)} rejected, nothing written: "
@@ -407,18 +349,35 @@ class SQLiteEventStore(EventStore):
         with self._snapshot() as conn:
             return int(conn.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
 
+    def audit_subject(self, user_id: str) -> str:
+        if self._secret is None:
+            self._secret = load_or_create_secret(self.path)
+        return audit_subject(user_id, self._secret)
+
     def delete_user(self, user_id: str) -> dict[str, int]:
+        subject = self.audit_subject(user_id)
         with self._transaction() as conn:
-            counts = {
-                "events": conn.execute("DELETE FROM events WHERE user_id = ?",
-                                       (user_id,)).rowcount,
-                "exposures": conn.execute("DELETE FROM exposures WHERE unit = ?",
-                                          (user_id,)).rowcount,
-            }
+            # the user's sessions: their events before logging in carry only the session id,
+            # and an anonymous request's exposure has the session id as its unit
+            sessions = [s for (s,) in conn.execute(
+                "SELECT DISTINCT session_id FROM events WHERE user_id = ? "
+                "AND session_id IS NOT NULL", (user_id,))]
+            events = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            exposures = conn.execute("DELETE FROM exposures WHERE unit = ?",
+                                     (user_id,)).rowcount
+            for lo in range(0, len(sessions), 500):
+                chunk = sessions[lo: lo + 500]
+                marks = ", ".join("?" * len(chunk))
+                # only anonymous events: a session id shared with another user is theirs too
+                events += conn.execute(f"DELETE FROM events WHERE user_id IS NULL AND "
+                                       f"session_id IN ({marks})", chunk).rowcount
+                exposures += conn.execute(f"DELETE FROM exposures WHERE unit IN ({marks})",
+                                          chunk).rowcount
+            counts = {"events": events, "exposures": exposures, "sessions": len(sessions)}
             conn.execute("INSERT INTO audit (action, subject, counts, at_us) VALUES (?, ?, ?, ?)",
-                         ("delete_user", audit_subject(user_id), json.dumps(counts), _now_us()))
-            # Keeping the user id in clear in the audit log would defeat the erasure; the hash
-            # still answers "was user X erased, and when?".
+                         ("delete_user", subject, json.dumps(counts), _now_us()))
+            # Keeping the user id in clear in the audit log would defeat the erasure; the keyed
+            # hash still answers "was user X erased, and when?" for whoever holds the secret.
         with self._lock:
             # Best effort: copy the zeroed pages into the main file and empty the WAL, which
             # still holds the old page images. No waiting (busy_timeout 0): with an export
@@ -469,7 +428,7 @@ class SQLiteEventStore(EventStore):
 
     def export_events(self, out_dir: str | Path,
                       items: pd.DataFrame | None = None) -> ExportSummary:
-        canonical = _in_list(C.EVENT_TYPES)
+        canonical = in_list(C.EVENT_TYPES)
         with self._snapshot() as conn:
             impressions, anonymous = conn.execute(
                 f"SELECT COALESCE(SUM(event_type = '{IMPRESSION}'), 0), "
@@ -495,11 +454,6 @@ class SQLiteEventStore(EventStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def audit_subject(user_id: str) -> str:
-    """How an erased user appears in the audit log: a SHA-256 of the id, never the id."""
-    return "user:sha256:" + hashlib.sha256(user_id.encode("utf-8")).hexdigest()
 
 
 def _event_filter(*, user_id: str | None = None, request_id: str | None = None,

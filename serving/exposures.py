@@ -70,6 +70,7 @@ class ExposureWriter:
         self._submitted = 0          # exposures accepted into the queue, ever
         self._finished = 0           # ... of which written or failed
         self._urgent = False         # a flush() is waiting: skip the batching delay
+        self._first_at = 0.0         # monotonic time the oldest queued exposure arrived
         self._closing = False
         self._thread: threading.Thread | None = None
 
@@ -98,9 +99,13 @@ class ExposureWriter:
                 dropped = True
             else:
                 dropped = False
+                if not self._pending:
+                    self._first_at = time.monotonic()
                 self._pending.append(exposure)
                 self._submitted += 1
-                if len(self._pending) >= self.max_batch:
+                # wake the writer for the first exposure of a batch (it starts the interval's
+                # clock) and for a full batch; the ones in between cost no wake-up
+                if len(self._pending) == 1 or len(self._pending) >= self.max_batch:
                     self._cond.notify_all()
         if dropped:
             self._on_result("dropped", 1)
@@ -132,8 +137,9 @@ class ExposureWriter:
                 self._cond.wait_for(lambda: bool(self._pending) or self._closing)
                 if not self._pending and self._closing:
                     return
-                # let a batch build up, unless it is full or someone waits for it
-                deadline = time.monotonic() + self.flush_interval_s
+                # let a batch build up for at most one interval after its first exposure,
+                # unless it is full or someone waits for it
+                deadline = self._first_at + self.flush_interval_s
                 while (len(self._pending) < self.max_batch and not self._urgent
                        and not self._closing):
                     left = deadline - time.monotonic()
@@ -143,6 +149,8 @@ class ExposureWriter:
                 batch = [self._pending.popleft() for _ in range(n)]
                 if not self._pending:
                     self._urgent = False
+                else:   # the rest waited since the batch was opened: it is due now
+                    self._first_at = time.monotonic() - self.flush_interval_s
             self._write(batch)
             with self._cond:
                 self._finished += len(batch)

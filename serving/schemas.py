@@ -12,18 +12,63 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StringConstraints,
-    field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# Bounds of every number a client sends. Finite, and well inside SQLite's 64-bit integers and
+# the readout's float arithmetic: one event with a price of 1e308 must not overflow a sum.
+MAX_PRICE = 1e9             # a unit price, in the shop's currency
+MAX_QUANTITY = 1_000_000    # units in one purchase line
+MAX_POSITION = 10_000       # 0-based position in a recommendation list
+MAX_TEXT = 256              # ids, categories
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)   # pandas' nanosecond clock ends 2262-04-11
+
+# Text with a lone UTF-16 surrogate (JSON "\\ud800") is refused by pydantic-core itself
+# ("unable to parse raw data as a unicode string", naming the field); the error answer
+# escapes what it echoes, so it encodes too (serving.errors).
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+Price = Annotated[float, Field(strict=True, ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+
+
+def _number_not_text(value: Any) -> Any:
+    # pydantic's lax int would turn "5" into 5 and false into 0; its strict int would refuse
+    # 5.0, which JSON Schema counts as an integer. Refuse text and booleans only.
+    if isinstance(value, (str, bool, bytes)):
+        raise ValueError(f"Input should be a JSON integer, not {type(value).__name__}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_number_not_text)]
+Position = Annotated[int, Field(ge=0, le=MAX_POSITION), BeforeValidator(_number_not_text)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY), BeforeValidator(_number_not_text)]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Device = Literal["desktop", "mobile", "tablet", "app", "other"]
 EventType = Literal["impression", "view", "click", "add_to_cart", "purchase"]
+
+
+def _in_clock_range(ts: datetime) -> datetime:
+    # older times are certainly wrong, and either end is out of range for the training data's
+    # nanosecond clock
+    aware = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    if aware < EPOCH:
+        raise ValueError(f"{ts.isoformat()} is before 1970-01-01")
+    if aware >= LATEST:
+        raise ValueError(f"{ts.isoformat()} is after 2262-04-10")
+    return ts
+
+
+Timestamp = Annotated[datetime, AfterValidator(_in_clock_range)]
 
 
 class RequestModel(BaseModel):
@@ -32,8 +77,9 @@ class RequestModel(BaseModel):
 
 # ---------------------------------------------------------------------- recommendations
 class ContextIn(RequestModel):
-    timestamp: datetime | None = Field(
-        None, description="request time (ISO 8601; naive = UTC); default: no time filter")
+    timestamp: Timestamp | None = Field(
+        None, description="request time (ISO 8601; naive = UTC), 1970..2262; default: no time "
+        "filter")
     device: Device | None = None
     cart: list[Id] = Field(default_factory=list, description="item ids, at most max_cart (50)")
     current_item: Id | None = Field(None, description="the product page being viewed")
@@ -42,9 +88,9 @@ class ContextIn(RequestModel):
 
 
 class FiltersIn(RequestModel):
-    categories: list[str] = Field(default_factory=list, description="only these categories")
-    price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
-    price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
+    categories: list[Text] = Field(default_factory=list, description="only these categories")
+    price_min: Price | None = None
+    price_max: Price | None = Field(None, description="at least price_min")
     exclude_items: list[Id] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -66,7 +112,7 @@ class RecommendationRequest(RequestModel):
     user_id: Id | None = None
     session_id: Id | None = None
     context: ContextIn = Field(default_factory=ContextIn)
-    k: int = Field(10, ge=1, description="items to return, 1..max_k (100)")
+    k: Int = Field(10, ge=1, description="items to return, 1..max_k (100)")
     filters: FiltersIn = Field(default_factory=FiltersIn)
 
 
@@ -98,25 +144,25 @@ class SimilarItemsResponse(BaseModel):
 class EventIn(RequestModel):
     """One event; validated on its own so one bad event does not sink its batch."""
 
+    # "user_id or session_id" stated in the schema too, so a generated client knows it
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+        {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}}]})
+
     event_id: Id = Field(description="client-chosen, unique; a repeat is counted, not stored")
     user_id: Id | None = None
     session_id: Id | None = None
     item_id: Id
     event_type: EventType
-    timestamp: datetime = Field(description="ISO 8601 (naive = UTC) or Unix seconds")
+    timestamp: Timestamp = Field(description="ISO 8601 (naive = UTC) or Unix seconds; from "
+                                 "1970 to max_clock_skew_s (1 h) ahead of the server clock")
     request_id: Id | None = Field(None, description="the recommendation that led to it")
-    position: int | None = Field(None, ge=0, description="0-based position in that list")
-    price: float | None = Field(None, ge=0, allow_inf_nan=False)
-    quantity: int | None = Field(None, ge=1)
+    position: Position | None = Field(None,
+                                 description="0-based position in that list")
+    price: Price | None = Field(None, description="unit price")
+    quantity: Quantity | None = Field(None,
+                                 description="default 1")
     device: Device | None = None
-
-    @field_validator("timestamp")
-    @classmethod
-    def _after_epoch(cls, ts: datetime) -> datetime:
-        # older times are certainly wrong, and out of range for the training data's ns clock
-        if (ts if ts.tzinfo else ts.replace(tzinfo=UTC)) < EPOCH:
-            raise ValueError(f"{ts.isoformat()} is before 1970-01-01")
-        return ts
 
     @model_validator(mode="after")
     def _has_unit(self) -> EventIn:
@@ -125,9 +171,25 @@ class EventIn(RequestModel):
         return self
 
 
+class _EachEvent:
+    """A list validated item by item in the handler (one bad event must not sink its batch),
+    whose schema still says what each item is: OpenAPI shows ``items: EventIn``."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.list_schema(core_schema.any_schema(), min_length=1)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(core_schema.list_schema(EventIn.__pydantic_core_schema__, min_length=1))
+
+
 class EventBatchIn(RequestModel):
-    events: list[Any] = Field(min_length=1, description="at most max_batch (1000) events; "
-                              "each is validated on its own")
+    events: Annotated[list[Any], _EachEvent] = Field(
+        description="1..max_batch (1000) events; each is validated on its own: the valid ones "
+        "are stored even when others are rejected")
 
 
 class EventError(BaseModel):
@@ -155,7 +217,8 @@ class VariantOut(BaseModel):
 
 class ExperimentOut(BaseModel):
     name: str
-    salt: str
+    salt: str | None = Field(description="only with the admin key (it decides every unit's "
+                             "variant); null otherwise")
     traffic: float
     unit: str
     active: bool
@@ -204,7 +267,10 @@ class ReloadOut(BaseModel):
 class DeleteUserOut(BaseModel):
     user_id: str
     events: int = Field(description="events deleted from the store")
-    exposures: int = Field(description="exposures (unit = user id) deleted from the store")
+    exposures: int = Field(description="exposures (unit = the user or one of their sessions) "
+                           "deleted from the store")
+    sessions: int = Field(description="sessions of the user whose anonymous events and "
+                          "exposures were deleted too")
     history_dropped: list[str] = Field(description="bundles whose in-memory history had the user")
     factors_zeroed: list[str] = Field(description="bundles whose ALS user factor was zeroed")
 
@@ -217,3 +283,34 @@ class ReadyOut(BaseModel):
     status: str
     bundles: dict[str, str] = Field(description="bundle name -> model version")
     worker_pid: int = Field(description="the uvicorn worker process that answered")
+
+
+# ---------------------------------------------------------------------- errors (RFC 9457)
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: 'body', 'query' or 'path', then the field")
+    type: str
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class Problem(BaseModel):
+    """Every 4xx and 5xx answer (``application/problem+json``, RFC 9457)."""
+
+    type: str = Field("about:blank", description="no problem types beyond the HTTP status")
+    title: str = Field(description="the HTTP status phrase")
+    status: int
+    detail: str = Field(description="what went wrong, naming the bad value")
+    instance: str | None = Field(None, description="the request path")
+    errors: list[FieldError] | None = Field(None, description="422: one entry per bad field")
+
+
+class EventBatchProblem(Problem):
+    """A 422 of ``POST /v1/events``: the body problem (``errors`` per field), or rejected events
+    (the batch counts, ``errors`` per event; the valid events were stored)."""
+
+    errors: list[EventError] | list[FieldError] | None = None  # type: ignore[assignment]
+    received: int | None = None
+    inserted: int | None = None
+    duplicates: int | None = None
+    rejected: int | None = None

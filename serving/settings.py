@@ -1,4 +1,4 @@
-"""Serving settings: which bundles to load, where events go, experiments, admin key, limits.
+"""Serving settings: which bundles to load, where events go, experiments, keys, limits.
 
 One TOML file (``configs/serving.toml``), loaded into :class:`ServingSettings` by
 :func:`load_settings` inside the app factory (never at import time); tests construct the model
@@ -14,6 +14,7 @@ Relative paths are taken from the working directory of the server process.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -54,17 +55,77 @@ class Guardrails(StrictModel):
     min_requests: int = Field(100, ge=1)  # no verdict on fewer requests than this
 
 
-class AdminSettings(StrictModel):
-    """The admin API key: read from the environment variable ``api_key_env`` at app creation,
-    or given as ``api_key`` (tests). Neither set: the admin endpoints answer 503."""
+ROLES: tuple[str, ...] = ("write", "read", "dashboard", "admin")
 
-    api_key_env: str = "RECSYS_ADMIN_KEY"
-    api_key: SecretStr | None = None
 
-    def resolve_key(self) -> str | None:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value() or None
-        return os.environ.get(self.api_key_env) or None
+class KeySettings(StrictModel):
+    """API keys by role, each read at app creation from the environment variable ``*_env``
+    names (or given directly, for tests: ``admin = "..."``; never put real keys in a file).
+
+    * ``write``: ``POST /v1/events`` (and, later, catalog writes): a shop's back end, or a
+      browser tracker (then the key is public: it only lets a client add events);
+    * ``read``: experiment definitions, counts and results, ``/metrics``;
+    * ``dashboard``: the read-only dashboard;
+    * ``admin``: reload, erasure, and the experiments' salts. The admin key is accepted
+      wherever another key is.
+
+    Each key is optional, and the default is closed: a role without its own key accepts only
+    the admin key, and without an admin key either, its endpoints answer 503. Recommendations
+    and the health endpoints need no key.
+    """
+
+    write_env: str = "RECSYS_WRITE_KEY"
+    read_env: str = "RECSYS_READ_KEY"
+    dashboard_env: str = "RECSYS_DASHBOARD_KEY"
+    admin_env: str = "RECSYS_ADMIN_KEY"
+    write: SecretStr | None = None
+    read: SecretStr | None = None
+    dashboard: SecretStr | None = None
+    admin: SecretStr | None = None
+
+    def resolve(self) -> dict[str, str]:
+        """role -> key, for the roles that have one (direct value, else the environment)."""
+        out = {}
+        for role in ROLES:
+            given: SecretStr | None = getattr(self, role)
+            key = (given.get_secret_value() if given is not None
+                   else os.environ.get(getattr(self, f"{role}_env"), ""))
+            if key:
+                out[role] = key
+        return out
+
+
+class CorsSettings(StrictModel):
+    """Browser origins allowed to call the API (e.g. a tracker on the shop's pages); empty =
+    no cross-origin access. Exact origins only (``https://shop.example``), no wildcard."""
+
+    allow_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an exact origin like "
+                                 "'https://shop.example' or 'http://localhost:3000' (scheme, "
+                                 "host and optional port; no path, no wildcard)")
+        return origins
+
+
+class PrivacySettings(StrictModel):
+    """The server secret of the erasure audit log: the subject of an erasure record is
+    HMAC-SHA256(secret, user id), so the log cannot be reversed by hashing candidate ids.
+    Read from the environment variable ``audit_secret_env`` (or given, for tests). Without one,
+    a random secret is created once and kept in ``<event_store>.secret`` (mode 0600) beside
+    the store, so every worker and restart uses the same one; keep that file with the store."""
+
+    audit_secret_env: str = "RECSYS_AUDIT_SECRET"
+    audit_secret: SecretStr | None = None
+
+    def resolve_secret(self) -> str | None:
+        if self.audit_secret is not None:
+            return self.audit_secret.get_secret_value() or None
+        return os.environ.get(self.audit_secret_env) or None
 
 
 class ExposureLog(StrictModel):
@@ -85,7 +146,9 @@ class ServingSettings(StrictModel):
     event_store: Path = Path("var/events.db")  # SQLite file (created if missing)
     experiments: list[Experiment] = Field(default_factory=list)
     experiments_file: Path | None = None       # or: a separate experiments TOML
-    admin: AdminSettings = Field(default_factory=AdminSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     limits: Limits = Field(default_factory=Limits)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     exposures: ExposureLog = Field(default_factory=ExposureLog)

@@ -25,7 +25,7 @@ from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.metrics import Metrics
 from serving.privacy import Erased, ErasureTracker
-from serving.settings import ServingSettings
+from serving.settings import ROLES, ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class ServingState:
 
     def __init__(self, *, settings: ServingSettings, bundles: dict[str, LoadedBundle],
                  experiments: ExperimentsConfig, store: EventStore, exposures: ExposureWriter,
-                 metrics: Metrics, guardrails: GuardrailMonitor, admin_key: str | None) -> None:
+                 metrics: Metrics, guardrails: GuardrailMonitor, keys: dict[str, str]) -> None:
         self.settings = settings
         self.bundles = bundles
         self.experiments = experiments
@@ -102,7 +102,8 @@ class ServingState:
         self.exposures = exposures
         self.metrics = metrics
         self.guardrails = guardrails
-        self.admin_key = admin_key
+        self.keys = keys        # role -> API key (serving.auth)
+        self.key_env_names = {r: getattr(settings.keys, f"{r}_env") for r in ROLES}
         self.ready = False
         self.reload_lock = threading.Lock()     # one reload at a time
         # store erasure + in-memory erasure + bundle swap: never interleaved, so a bundle

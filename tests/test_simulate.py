@@ -86,9 +86,10 @@ def ab_run(tiny_shop: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPath
     config.write_text(SERVING_TOML.format(db=work / "events.db", bundle=tiny_bundle))
     settings = ServingSettings.model_validate({
         "bundles": {"default": str(tiny_bundle)}, "event_store": str(work / "events.db"),
-        "experiments": [EXPERIMENT], "warmup_requests": 1, "erasure_poll_s": 0})
+        "experiments": [EXPERIMENT], "warmup_requests": 1, "erasure_poll_s": 0,
+        "keys": {"admin": "sim-admin"}})
     truth = ShopTruth.load(tiny_shop)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": "sim-admin"}) as client:
         summary = sim.simulate(lambda path, body: client.post(path, json=body), truth,
                                sim.SimConfig(users=min(400, len(truth.user_ids)), days=5,
                                              seed=1, visits_per_day=1.0))
@@ -315,7 +316,8 @@ def test_simulate_command_against_uvicorn(tiny_shop: Path, tiny_bundle: Path,
     config.write_text(SERVING_TOML.format(db=tmp_path / "events.db", bundle=tiny_bundle))
     port = free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "RECSYS_SERVING_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "RECSYS_SERVING_CONFIG": str(config), "PYTHONPATH": str(ROOT),
+           "RECSYS_WRITE_KEY": "w-key", "RECSYS_READ_KEY": "r-key"}
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "serving.app:app_from_env",
@@ -328,13 +330,20 @@ def test_simulate_command_against_uvicorn(tiny_shop: Path, tiny_bundle: Path,
         args = parser.parse_args(["--server", f"http://127.0.0.1:{port}", "--data",
                                   str(tiny_shop), "--users", "30", "--days", "2", "--seed", "2",
                                   "--json", str(summary_file), "--wait", "90"])
-        sim.simulate_command(args)
+        with pytest.raises(ConfigError, match="RECSYS_WRITE_KEY"):   # no key, no events
+            sim.simulate_command(args)
+        os.environ["RECSYS_WRITE_KEY"] = "w-key"
+        try:
+            sim.simulate_command(args)
+        finally:
+            del os.environ["RECSYS_WRITE_KEY"]
         summary = json.loads(summary_file.read_text())
         assert summary["requests"] > 0 and summary["request_errors"] == 0, log.read_text()
         assert summary["events_inserted"] == summary["events_sent"] > 0
         deadline = time.monotonic() + 10
         while True:   # exposures are written in the background
-            live = httpx.get(f"http://127.0.0.1:{port}/v1/experiments/pop-vs-hybrid").json()
+            live = httpx.get(f"http://127.0.0.1:{port}/v1/experiments/pop-vs-hybrid",
+                             headers={"X-API-Key": "r-key"}).json()
             units = sum(c["units"] for c in live["counts"].values())
             if units > 0 or time.monotonic() > deadline:
                 break

@@ -6,6 +6,7 @@ Writing uses Parquet, which keeps dtypes (UTC timestamps, categoricals) exactly.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,11 @@ def read_table(path: str | Path) -> RawTable:
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path.name}: cannot be read as {path.suffix.lstrip('.')}: {exc}") from exc
+    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserError) as exc:
+        # EOFError / zlib.error: a truncated or corrupted .gz
+        kind = "".join(path.suffixes).lstrip(".") or "a table"
+        raise DataError(f"{path.name}: cannot be read as {kind}: {type(exc).__name__}: "
+                        f"{exc}") from None
     return RawTable(frame, path)
 
 

@@ -1,4 +1,4 @@
-"""Admin endpoints, behind the ``X-API-Key`` header: bundle reload and user erasure.
+"""Admin endpoints, behind the admin key (``X-API-Key``): bundle reload and user erasure.
 
 With several uvicorn workers each process holds its own bundles: a reload reaches the one
 worker that answers it (restart the server to switch all), while an erasure reaches all of them
@@ -7,31 +7,37 @@ worker that answers it (restart the server to switch all), while an erasure reac
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import Path as PathParam
 
 from recsys.errors import RecsysError
-from serving.deps import AdminDep, StateDep
-from serving.schemas import DeleteUserOut, ReloadIn, ReloadOut
+from serving.auth import require_admin
+from serving.deps import StateDep
+from serving.schemas import MAX_TEXT, DeleteUserOut, ReloadIn, ReloadOut
 from serving.state import load_serving_bundle, settle_heap
 
-router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[AdminDep],
-                   responses={401: {"description": "missing or wrong X-API-Key"},
-                              503: {"description": "admin API disabled (no key configured)"}})
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
-@router.post("/admin/reload", response_model=ReloadOut,
+@router.post("/admin/reload", response_model=ReloadOut, operation_id="reloadBundle",
              responses={404: {"description": "unknown bundle name"},
                         409: {"description": "another reload is running"},
-                        422: {"description": "the path is not a loadable bundle"}})
+                        422: {"description": "the path is not a loadable bundle (the reason "
+                                             "names the file or field); the old bundle stays"}})
 def reload_bundle(body: ReloadIn, state: StateDep) -> ReloadOut:
     """Load the bundle at ``path`` and make it the bundle called ``bundle``.
 
     The new HybridRecommender is loaded and warmed up completely while the old one keeps serving;
     then one reference is swapped. Requests already running finish on the old bundle, so no
     request fails. The settings file is not changed: a restart loads the configured path.
+    Whatever fails while loading (a missing file, a checksum, a malformed manifest) is a 422
+    naming it, and the old bundle keeps serving.
     """
     if body.bundle not in state.bundles:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
@@ -43,9 +49,14 @@ def reload_bundle(body: ReloadIn, state: StateDep) -> ReloadOut:
         try:
             new = load_serving_bundle(body.bundle, Path(body.path), state.store,
                                       state.settings.warmup_requests)
-        except (RecsysError, OSError) as exc:
+        except (RecsysError, OSError, ValueError) as exc:
             state.metrics.reloads.labels(body.bundle, "failed").inc()
             raise HTTPException(422, f"cannot load bundle from {body.path!r}: {exc}") from None
+        except Exception as exc:  # a malformed bundle the loader did not foresee: still a 422
+            log.exception("reload of %r from %r failed", body.bundle, body.path)
+            state.metrics.reloads.labels(body.bundle, "failed").inc()
+            raise HTTPException(422, f"cannot load bundle from {body.path!r}: "
+                                f"{type(exc).__name__}: {exc}") from None
         old = state.swap(new)
         state.metrics.reloads.labels(body.bundle, "ok").inc()
         settle_heap()
@@ -56,13 +67,17 @@ def reload_bundle(body: ReloadIn, state: StateDep) -> ReloadOut:
                      load_seconds=round(time.perf_counter() - started, 3))
 
 
-@router.delete("/users/{user_id}", response_model=DeleteUserOut)
-def delete_user(user_id: str, state: StateDep) -> DeleteUserOut:
-    """Erase a user: their events and exposures from the store (with an audit record holding a
-    hash of the id), their history from every loaded bundle, and their ALS factor (zeroed; the
-    aggregates the model learnt from all users stay until the next retrain)."""
+@router.delete("/users/{user_id}", response_model=DeleteUserOut, operation_id="eraseUser")
+def delete_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_TEXT)],
+                state: StateDep) -> DeleteUserOut:
+    """Erase a user: their events and exposures from the store, and the events and exposures
+    of every session they used (an anonymous session that logged in is theirs), with an audit
+    record holding a keyed hash of the id; their history from every loaded bundle, and their
+    ALS factor (zeroed; the aggregates the model learnt from all users stay until the next
+    retrain)."""
     counts, erased = state.erase_user(user_id)
     return DeleteUserOut(user_id=user_id, events=counts.get("events", 0),
                          exposures=counts.get("exposures", 0),
+                         sessions=counts.get("sessions", 0),
                          history_dropped=[name for name, e in erased.items() if e.history],
                          factors_zeroed=[name for name, e in erased.items() if e.factors])

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, status
 
+from serving.auth import ReadRole
 from serving.deps import StateDep
 from serving.experiments import Experiment
+from serving.readout_schema import ExperimentReadout
 from serving.schemas import (
     ExperimentDetail,
     ExperimentList,
@@ -18,25 +20,31 @@ from serving.schemas import (
     VariantOut,
 )
 
+ExperimentName = Annotated[str, Path(min_length=1, max_length=256)]
+
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
 
-def _definition(exp: Experiment) -> ExperimentOut:
-    return ExperimentOut(name=exp.name, salt=exp.salt, traffic=exp.traffic, unit=exp.unit,
+def _definition(exp: Experiment, role: str) -> ExperimentOut:
+    """The definition; the salt (which decides every unit's variant) only for the admin."""
+    return ExperimentOut(name=exp.name, salt=exp.salt if role == "admin" else None,
+                         traffic=exp.traffic, unit=exp.unit,
                          active=exp.active,
                          variants=[VariantOut(name=v.name, weight=v.weight, bundle=v.bundle,
                                               pipeline=v.pipeline) for v in exp.variants])
 
 
-@router.get("", response_model=ExperimentList)
-async def list_experiments(state: StateDep) -> ExperimentList:
-    """Every configured experiment (active or not), in config order."""
-    return ExperimentList(experiments=[_definition(e) for e in state.experiments.experiments])
+@router.get("", response_model=ExperimentList, operation_id="listExperiments")
+async def list_experiments(state: StateDep, role: ReadRole) -> ExperimentList:
+    """Every configured experiment (active or not), in config order; needs the read key (the
+    salts only with the admin key)."""
+    return ExperimentList(experiments=[_definition(e, role)
+                                       for e in state.experiments.experiments])
 
 
-@router.get("/{name}", response_model=ExperimentDetail,
+@router.get("/{name}", response_model=ExperimentDetail, operation_id="getExperiment",
             responses={404: {"description": "unknown experiment"}})
-def experiment(name: str, state: StateDep) -> ExperimentDetail:
+def experiment(name: ExperimentName, state: StateDep, role: ReadRole) -> ExperimentDetail:
     """The definition, and per variant: distinct units, exposures and attributed events from
     the store (all workers), and this process's live guardrails (p99 latency, fallback rate).
 
@@ -59,12 +67,14 @@ def experiment(name: str, state: StateDep) -> ExperimentDetail:
             window_errors=live.errors,
             guardrails=[GuardrailCheckOut(name=ch.name, value=ch.value, threshold=ch.threshold,
                                           passed=ch.passed) for ch in live.checks])
-    return ExperimentDetail(**_definition(exp).model_dump(), counts=counts)
+    return ExperimentDetail(**_definition(exp, role).model_dump(), counts=counts)
 
 
-@router.get("/{name}/results", responses={404: {"description": "unknown experiment"}})
-def experiment_results(name: str, state: StateDep) -> dict[str, Any]:
-    """The statistical readout from the stored exposures and events: per variant units,
+@router.get("/{name}/results", response_model=ExperimentReadout,
+            operation_id="getExperimentResults",
+            responses={404: {"description": "unknown experiment"}})
+def experiment_results(name: ExperimentName, state: StateDep, role: ReadRole) -> ExperimentReadout:
+    """The statistical readout from the stored exposures and events (read key): per variant units,
     impressions, clicks, CTR, add-to-cart and conversion rates, revenue per unit, AOV; lift vs
     control with 95% intervals and p-values, SRM check, always-valid (mSPRT) p-values per day,
     CUPED-adjusted revenue, guardrails (this process's live p99 latency and fallback rate).
@@ -86,5 +96,6 @@ def experiment_results(name: str, state: StateDep) -> dict[str, Any]:
         if checks:
             observed[v.name] = {ch.name: ch.value for ch in checks}
     g = state.settings.guardrails
-    return readout(state.store, exp, guardrails=observed or None,
-                   thresholds=GuardrailThresholds(g.latency_p99_ms, g.fallback_rate))
+    return ExperimentReadout.model_validate(readout(
+        state.store, exp, guardrails=observed or None,
+        thresholds=GuardrailThresholds(g.latency_p99_ms, g.fallback_rate)))

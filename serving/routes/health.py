@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from serving.auth import require_read
 from serving.schemas import HealthOut, ReadyOut
 from serving.state import ServingState
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthOut)
+@router.get("/healthz", response_model=HealthOut, operation_id="healthz")
 async def healthz() -> HealthOut:
     """Liveness: 200 while the process serves HTTP, even before the bundles are loaded."""
     return HealthOut(status="ok")
 
 
-@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
+@router.get("/readyz", response_model=ReadyOut, operation_id="readyz",
+            responses={503: {"model": ReadyOut, "description": "not ready (loading, shutting "
+                             "down, or the exposure writer died)"}})
 async def readyz(request: Request) -> ReadyOut | JSONResponse:
     """Readiness: 200 once every bundle is loaded and the exposure writer runs; 503 before,
     during shutdown, or when the writer has died."""
@@ -33,8 +36,11 @@ async def readyz(request: Request) -> ReadyOut | JSONResponse:
                     worker_pid=os.getpid())
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, operation_id="metrics",
+            dependencies=[Depends(require_read)],
+            responses={200: {"description": "Prometheus text format",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: this app instance's registry."""
+    """Prometheus text format: this app instance's registry; needs the read key."""
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
@@ -23,7 +23,12 @@ from serving import service
 from serving.deps import StateDep
 from serving.limits import k_errors, recommendation_errors
 from serving.metrics import FALLBACK_KEY, VARIANT_KEY
-from serving.schemas import RecommendationRequest, RecommendationResponse, SimilarItemsResponse
+from serving.schemas import (
+    MAX_TEXT,
+    RecommendationRequest,
+    RecommendationResponse,
+    SimilarItemsResponse,
+)
 from serving.settings import DEFAULT_BUNDLE
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -31,7 +36,9 @@ RECOMMENDATIONS_PATH = "/v1/recommendations"
 
 
 @router.post("/recommendations", response_model=RecommendationResponse,
-             responses={422: {"description": "malformed request or over a limit"}})
+             operation_id="recommend",
+             responses={422: {"description": "malformed request, over a limit, or refused by "
+                                             "the recommender"}})
 async def recommendations(body: RecommendationRequest, request: Request,
                           state: StateDep) -> Response:
     """Top-k items for a user or an anonymous session, with reasons.
@@ -51,8 +58,9 @@ async def recommendations(body: RecommendationRequest, request: Request,
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarItemsResponse,
-            responses={404: {"description": "unknown item"}})
-async def similar_items(item_id: str, state: StateDep,
+            operation_id="similarItems", responses={404: {"description": "unknown item"}})
+async def similar_items(item_id: Annotated[str, Path(min_length=1, max_length=MAX_TEXT)],
+                        state: StateDep,
                         k: Annotated[int, Query(ge=1, description="1..max_k (100)")] = 10
                         ) -> Response:
     """Items like ``item_id`` (content and CF similarity), in stock; for product pages."""

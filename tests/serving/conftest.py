@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 ADMIN_KEY = "test-admin-key"
+READ_KEY = "test-read-key"
+WRITE_KEY = "test-write-key"
+DASHBOARD_KEY = "test-dashboard-key"
 EXPERIMENT = {
     "name": "pop-vs-hybrid", "salt": "test-1", "traffic": 1.0,
     "variants": [{"name": "control", "weight": 0.5, "pipeline": "popularity"},
@@ -59,7 +62,7 @@ def second_bundle(serving_shop: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def make_settings(serving_bundle: Path, tmp_path: Path) -> Any:
     """``make_settings(**overrides)``: settings for the test bundle, a fresh event store, the
-    two-variant experiment and the admin key."""
+    two-variant experiment and a key for every role."""
     from serving.settings import ServingSettings
 
     def make(**overrides: Any) -> ServingSettings:
@@ -67,7 +70,8 @@ def make_settings(serving_bundle: Path, tmp_path: Path) -> Any:
             "bundles": {"default": str(serving_bundle)},
             "event_store": str(tmp_path / "events.db"),
             "experiments": [EXPERIMENT],
-            "admin": {"api_key": ADMIN_KEY},
+            "keys": {"admin": ADMIN_KEY, "read": READ_KEY, "write": WRITE_KEY,
+                     "dashboard": DASHBOARD_KEY},
             "warmup_requests": 1,
             "erasure_poll_s": 0,
         }

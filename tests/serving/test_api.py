@@ -17,19 +17,22 @@ from recsys.errors import ConfigError
 from recsys.recommender import HybridRecommender
 from serving import service
 from serving.app import create_app
-from serving.event_store import SQLiteEventStore, audit_subject
+from serving.event_store import SQLiteEventStore
 from serving.experiments import Experiment, assign
 from serving.settings import ServingSettings, load_settings
-from tests.serving.conftest import ADMIN_KEY, EXPERIMENT
+from tests.serving.conftest import ADMIN_KEY, EXPERIMENT, READ_KEY, WRITE_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"X-API-Key": ADMIN_KEY}
+READ = {"X-API-Key": READ_KEY}
+WRITE = {"X-API-Key": WRITE_KEY}
 T = "2026-01-20T12:00:00Z"
 
 
 @pytest.fixture
 def client(make_settings: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings())) as c:
+    """A client that sends the write key (events); other roles pass their key per call."""
+    with TestClient(create_app(make_settings()), headers=WRITE) as c:
         yield c
 
 
@@ -54,7 +57,16 @@ def event(event_id: str, **extra: Any) -> dict[str, Any]:
 
 
 def error_locs(response: Any) -> list[list[Any]]:
-    return [e["loc"] for e in response.json()["detail"]]
+    return [e["loc"] for e in response.json()["errors"]]
+
+
+def is_problem(response: Any, status: int) -> bool:
+    """An RFC 9457 problem document with ``status`` (every 4xx and 5xx of the API)."""
+    body = response.json()
+    return (response.status_code == status
+            and response.headers["content-type"] == "application/problem+json"
+            and body["status"] == status and body["type"] == "about:blank"
+            and isinstance(body["title"], str) and isinstance(body["detail"], str))
 
 
 # ---------------------------------------------------------------------- recommendations
@@ -88,7 +100,7 @@ def test_variant_follows_bucketing_and_is_logged(client: TestClient) -> None:
     # anonymous: the session id is the unit
     body = client.post("/v1/recommendations", json={"session_id": "s-1", "k": 3}).json()
     assert body["variant"] == assign(exp, None, "s-1").variant  # type: ignore[union-attr]
-    detail = client.get(f"/v1/experiments/{exp.name}").json()
+    detail = client.get(f"/v1/experiments/{exp.name}", headers=READ).json()
     assert sum(v["exposures"] for v in detail["counts"].values()) == 13
     store: SQLiteEventStore = client.app.state.serving.store  # type: ignore[attr-defined]
     rid, first = next(iter(seen.items()))
@@ -156,17 +168,19 @@ def test_context_lists_over_the_limit_are_422(client: TestClient, field: str) ->
     {"context": {"device": "fridge"}}, {"context": {"timestamp": "yesterday"}},
     {"filters": {"price_min": 10, "price_max": 5}}, {"filters": {"price_min": -1}},
     {"unknown_key": 1}, {"context": {"cart": [None]}}, [], "text", None,
+    {"context": {"timestamp": "9999-01-01T00:00:00Z"}},
+    {"context": {"timestamp": "0001-01-01T00:00:00"}}, {"filters": {"price_min": 1e308}},
 ])
 def test_malformed_requests_are_4xx(client: TestClient, body: Any) -> None:
     r = client.post("/v1/recommendations", json=body)
-    assert r.status_code == 422, r.text
-    assert isinstance(r.json()["detail"], list)
+    assert is_problem(r, 422), r.text
+    assert isinstance(r.json()["errors"], list) and r.json()["errors"]
 
 
 @pytest.mark.parametrize("body", [
-    {"context": {"timestamp": "9999-01-01T00:00:00Z"}},
-    {"context": {"timestamp": "0001-01-01T00:00:00"}},
-    {"filters": {"price_min": 1e308}, "k": 100},
+    {"context": {"timestamp": "2262-04-10T00:00:00Z"}},
+    {"context": {"timestamp": "1970-01-01T00:00:00"}},
+    {"filters": {"price_min": 1e9}, "k": 100},
     {"filters": {"categories": ["x"] * 500}},
     {"user_id": "ü🙂 ' OR 1=1", "context": {"cart": ["i00001", "i00001"],
                                           "current_item": "zzz", "recent_views": ["zzz"]}},
@@ -211,7 +225,7 @@ def test_domain_error_is_422_and_a_bug_is_a_json_500(client: TestClient,
 
     monkeypatch.setattr(service, "recommend", refuse)
     r = client.post("/v1/recommendations", json={})
-    assert r.status_code == 422 and r.json() == {"detail": "k = 5000 (expected 1..100)"}
+    assert is_problem(r, 422) and r.json()["detail"] == "k = 5000 (expected 1..100)"
 
     def bug(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
@@ -219,7 +233,7 @@ def test_domain_error_is_422_and_a_bug_is_a_json_500(client: TestClient,
     monkeypatch.setattr(service, "recommend", bug)
     with TestClient(client.app, raise_server_exceptions=False) as c:
         r = c.post("/v1/recommendations", json={})
-    assert r.status_code == 500 and r.json()["detail"].startswith("internal server error")
+    assert is_problem(r, 500) and r.json()["detail"].startswith("internal server error")
 
 
 # ---------------------------------------------------------------------- similar items
@@ -265,22 +279,38 @@ def test_invalid_events_are_reported_and_valid_ones_stored(client: TestClient) -
         event("extra", color="red"),
         "not an object",
         event("ancient", timestamp="0001-01-01T00:00:00"),
+        event("huge-pos", position=2**63),             # beyond SQLite's 64-bit integers
+        event("huge-qty", quantity=2**64, event_type="purchase"),
+        event("text-qty", quantity="5"),               # strict: no string -> int
+        event("bool-price", price=False),              # strict: no false -> 0
+        event("inf-price", price="INF"),               # 1e309 in the JSON text: inf
+        event("surrogate\ud800"),
+        event("ok-3", user_id="u-events", session_id="s\u00e9"),
     ]
-    r = client.post("/v1/events", json={"events": batch})
-    assert r.status_code == 202
+    text = json.dumps({"events": batch}).replace('"INF"', "1e309")
+    r = client.post("/v1/events", content=text, headers={"content-type": "application/json"})
+    # any rejected event makes the answer a 422 problem; the valid ones are stored anyway
+    assert is_problem(r, 422), r.text
     body = r.json()
-    assert (body["received"], body["inserted"], body["rejected"]) == (10, 2, 8)
+    assert (body["received"], body["inserted"], body["rejected"]) == (17, 3, 14)
     errors = {(e["index"], e["field"]) for e in body["errors"]}
     assert {(1, "event_type"), (2, "timestamp"), (3, None), (4, "position"), (4, "price"),
-            (6, "timestamp"), (7, "color"), (8, None), (9, "timestamp")} <= errors
+            (6, "timestamp"), (7, "color"), (8, None), (9, "timestamp"), (10, "position"),
+            (11, "quantity"), (12, "quantity"), (13, "price"), (14, "price"),
+            (15, "event_id")} <= errors
+    assert "unicode" in next(e["message"] for e in body["errors"] if e["index"] == 15)
+    assert "14 of 17 event(s) rejected; 3 stored" in body["detail"]
     assert all(e["message"] for e in body["errors"])
     store = client.app.state.serving.store  # type: ignore[attr-defined]
-    assert store.count_events(user_id="u-events") == 2
+    assert store.count_events(user_id="u-events") == 3
+    again = client.post("/v1/events", content=text,                # retrying is safe
+                        headers={"content-type": "application/json"})
+    assert (again.json()["inserted"], again.json()["duplicates"]) == (0, 3)
 
 
 def test_all_invalid_batch_is_422_and_stores_nothing(client: TestClient) -> None:
     r = client.post("/v1/events", json={"events": [event("x", event_type="nope")]})
-    assert r.status_code == 422 and r.json()["rejected"] == 1
+    assert is_problem(r, 422) and r.json()["rejected"] == 1
     assert client.app.state.serving.store.count_events() == 0  # type: ignore[attr-defined]
 
 
@@ -295,19 +325,19 @@ def test_batch_limits(client: TestClient) -> None:
 
 # ---------------------------------------------------------------------- experiments
 def test_experiments_endpoints(client: TestClient) -> None:
-    body = client.get("/v1/experiments").json()
+    body = client.get("/v1/experiments", headers=READ).json()
     assert [e["name"] for e in body["experiments"]] == [EXPERIMENT["name"]]
     served = client.post("/v1/recommendations", json={"user_id": "buyer", "k": 3}).json()
     item = served["items"][0]["item_id"]
     client.post("/v1/events", json={"events": [event(
         "click-1", user_id="buyer", item_id=item, request_id=served["request_id"], position=0)]})
-    detail = client.get(f"/v1/experiments/{EXPERIMENT['name']}").json()
+    detail = client.get(f"/v1/experiments/{EXPERIMENT['name']}", headers=READ).json()
     assert [v["name"] for v in detail["variants"]] == ["control", "treatment"]
     counts = detail["counts"][served["variant"]]
     assert counts["units"] == 1 and counts["exposures"] == 1
     assert counts["events"]["click"] == 1
     assert counts["window_requests"] == 1 and counts["guardrails"] == []
-    r = client.get("/v1/experiments/nope")
+    r = client.get("/v1/experiments/nope", headers=READ)
     assert r.status_code == 404 and EXPERIMENT["name"] in r.json()["detail"]
 
 
@@ -316,13 +346,13 @@ def test_guardrails_report_after_enough_requests(make_settings: Any) -> None:
     with TestClient(create_app(settings)) as c:
         for n in range(40):
             c.post("/v1/recommendations", json={"user_id": f"new-{n}", "k": 2})
-        detail = c.get(f"/v1/experiments/{EXPERIMENT['name']}").json()
+        detail = c.get(f"/v1/experiments/{EXPERIMENT['name']}", headers=READ).json()
         for variant in detail["counts"].values():
             checks = {g["name"]: g for g in variant["guardrails"]}
             assert checks["fallback_rate"]["value"] == 1.0       # all users unknown
             assert checks["fallback_rate"]["passed"] is False
             assert checks["latency_p99_ms"]["value"] > 0
-        text = c.get("/metrics").text
+        text = c.get("/metrics", headers=READ).text
         control = f"{EXPERIMENT['name']}/control"
         assert f'recsys_guardrail_ok{{guardrail="fallback_rate",variant="{control}"}} 0.0' in text
 
@@ -343,11 +373,11 @@ def test_admin_needs_the_key(client: TestClient, call: tuple[str, str, Any]) -> 
 def test_admin_disabled_without_a_key(make_settings: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RECSYS_ADMIN_KEY", raising=False)
-    with TestClient(create_app(make_settings(admin={}))) as c:
+    with TestClient(create_app(make_settings(keys={}))) as c:
         r = c.delete("/v1/users/u1", headers={"X-API-Key": "anything"})
         assert r.status_code == 503 and "RECSYS_ADMIN_KEY" in r.json()["detail"]
     monkeypatch.setenv("RECSYS_ADMIN_KEY", "from-env")
-    with TestClient(create_app(make_settings(admin={}))) as c:
+    with TestClient(create_app(make_settings(keys={}))) as c:
         assert c.delete("/v1/users/u1", headers={"X-API-Key": "from-env"}).status_code == 200
 
 
@@ -366,7 +396,7 @@ def test_delete_user_erases_store_and_memory(client: TestClient) -> None:
     assert store.count_events(user_id=user) == 0
     assert rec.history.slice(user).items.size == 0
     assert not rec.is_known(user)   # no history, no model vector left
-    assert [a["subject"] for a in store.audit_log()] == [audit_subject(user)]
+    assert [a["subject"] for a in store.audit_log()] == [store.audit_subject(user)]
     after = client.post("/v1/recommendations", json={"user_id": user, "k": 3})
     assert after.status_code == 200 and len(after.json()["items"]) == 3
     assert after.json()["fallback"]     # unknown now: nothing personal in its reasons
@@ -390,7 +420,7 @@ def test_reload_swaps_the_model_and_keeps_erasures(client: TestClient,
     assert new == body["model_version"]
     assert client.get("/readyz").json()["bundles"]["default"] == new
     assert len(rec_of(client).history.slice(user)) == 0   # erased before, erased in the new one
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=READ).text
     assert f'recsys_model_info{{bundle="default",version="{new}"}} 1.0' in metrics
     assert f'version="{old}"' not in metrics
 
@@ -421,8 +451,8 @@ def test_metrics_expose_the_counters(client: TestClient) -> None:
     client.post("/v1/recommendations", json={"user_id": "nobody", "k": 2})
     client.post("/v1/recommendations", json={"k": 0})
     client.post("/v1/events", json={"events": [event("m1"), event("m1"), event("m2", k=1)]})
-    client.get(f"/v1/experiments/{EXPERIMENT['name']}")   # flushes exposures
-    text = client.get("/metrics").text
+    client.get(f"/v1/experiments/{EXPERIMENT['name']}", headers=READ)   # flushes exposures
+    text = client.get("/metrics", headers=READ).text
     exp = EXPERIMENT["name"]
     assert 'recsys_requests_total{endpoint="/v1/recommendations",method="POST",status="422",' \
            'variant="none"} 1.0' in text
@@ -530,7 +560,7 @@ def test_experiment_results_endpoint(client: TestClient) -> None:
     events += [event(f"clk-{u}", user_id=u, item_id=i, request_id=r, position=0)
                for k, (u, (r, i)) in enumerate(items_by_user.items()) if k % 3 == 0]
     assert client.post("/v1/events", json={"events": events}).status_code == 202
-    r = client.get(f"/v1/experiments/{EXPERIMENT['name']}/results")
+    r = client.get(f"/v1/experiments/{EXPERIMENT['name']}/results", headers=READ)
     assert r.status_code == 200, r.text
     body = r.json()
     summary = body["summary"]
@@ -539,4 +569,4 @@ def test_experiment_results_endpoint(client: TestClient) -> None:
     assert summary["control"]["clicks"] + summary["treatment"]["clicks"] == 20
     assert {row["metric"] for row in body["lift"]} >= {"ctr", "revenue_per_unit"}
     assert "srm" in body
-    assert client.get("/v1/experiments/nope/results").status_code == 404
+    assert client.get("/v1/experiments/nope/results", headers=READ).status_code == 404

@@ -22,7 +22,6 @@ from serving.event_store import (
     SCHEMA_VERSION,
     SQLiteEventStore,
     StoreError,
-    audit_subject,
     migrate,
 )
 
@@ -128,7 +127,7 @@ def test_old_database_is_migrated_on_open(tmp_path: Path) -> None:
     with SQLiteEventStore(db) as store:
         assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert store.count_events() == 1
-        assert store.delete_user("u1") == {"events": 1, "exposures": 0}  # needs migration 2
+        assert store.delete_user("u1") == {"events": 1, "exposures": 0, "sessions": 0}
     with SQLiteEventStore(db) as store:  # re-open: nothing to do, nothing fails
         assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert len(store.audit_log()) == 1
@@ -148,14 +147,55 @@ def test_delete_user_erases_and_audits(store: SQLiteEventStore) -> None:
     assert store.add_exposure("r1", "exp1", "control", "alice", ["i1", "i2"])
     assert store.add_exposure("r2", "exp1", "treatment", "bob", ["i3"])
 
-    assert store.delete_user("alice") == {"events": 2, "exposures": 1}
+    assert store.delete_user("alice") == {"events": 2, "exposures": 1, "sessions": 0}
     assert store.count_events(user_id="alice") == 0
     assert store.count_events(user_id="bob") == 1
     assert set(store.experiment_counts("exp1")) == {"treatment"}
     [record] = store.audit_log()
     assert record["action"] == "delete_user"
-    assert record["counts"] == {"events": 2, "exposures": 1}
-    assert record["subject"] == audit_subject("alice") and "alice" not in record["subject"]
+    assert record["counts"] == {"events": 2, "exposures": 1, "sessions": 0}
+    assert record["subject"] == store.audit_subject("alice") and "alice" not in record["subject"]
+
+
+def test_erasure_covers_the_users_sessions(store: SQLiteEventStore) -> None:
+    """Before logging in, a shopper's events carry only the session id, and an anonymous
+    request's exposure has the session as its unit: both go with the user."""
+    store.add_events([
+        event("anon-1", None, session_id="s-alice"),          # before logging in
+        event("anon-2", None, session_id="s-alice", event_type="view"),
+        event("in-1", "alice", session_id="s-alice"),         # logged in: names the session
+        event("in-2", "alice", session_id="s-alice-2"),
+        event("anon-other", None, session_id="s-carol"),
+        event("bob-shared", "bob", session_id="s-alice"),     # another user's event: stays
+    ])
+    assert store.add_exposure("r1", "exp1", "control", "s-alice", ["i1"])
+    assert store.add_exposure("r2", "exp1", "control", "s-alice-2", ["i1"])
+    assert store.add_exposure("r3", "exp1", "control", "s-carol", ["i1"])
+    counts = store.delete_user("alice")
+    assert counts == {"events": 4, "exposures": 2, "sessions": 2}
+    left = {e["event_id"] for e in store.iter_events()}
+    assert left == {"anon-other", "bob-shared"}
+    assert store.experiment_counts("exp1")["control"].exposures == 1
+
+
+def test_audit_subject_is_keyed(tmp_path: Path) -> None:
+    """A plain hash of a guessable id is reversed by hashing candidates; the HMAC needs the
+    server secret, which comes from the settings or is created once beside the store."""
+    import hashlib
+    import stat
+
+    with SQLiteEventStore(tmp_path / "a.db", audit_secret="s1") as a, \
+            SQLiteEventStore(tmp_path / "b.db", audit_secret="s2") as b:
+        assert a.audit_subject("u000042") != b.audit_subject("u000042")
+        assert hashlib.sha256(b"u000042").hexdigest() not in a.audit_subject("u000042")
+    db = tmp_path / "c.db"
+    with SQLiteEventStore(db) as c:
+        assert not (tmp_path / "c.db.secret").exists()       # only created when needed
+        first = c.audit_subject("u1")
+    secret = tmp_path / "c.db.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    with SQLiteEventStore(db) as again:                        # a restart, another worker
+        assert again.audit_subject("u1") == first
 
 
 def test_experiment_counts_attribute_events_by_request(store: SQLiteEventStore) -> None:

@@ -118,7 +118,8 @@ pipeline = "hybrid"
             # --- an acknowledged batch is on disk when the server dies
             batch = [{"event_id": f"k{n}", "user_id": f"u{n % 7}", "item_id": "i00001",
                       "event_type": "view", "timestamp": T} for n in range(250)]
-            r = httpx.post(f"{base}/v1/events", json={"events": batch}, timeout=10)
+            r = httpx.post(f"{base}/v1/events", json={"events": batch}, timeout=10,
+                           headers={"X-API-Key": ADMIN_KEY})
             assert r.status_code == 202 and r.json()["inserted"] == 250
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -134,7 +135,8 @@ pipeline = "hybrid"
             wait_ready(base, proc, log_path)
             with sqlite3.connect(db) as conn:
                 assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 250
-            r = httpx.post(f"{base}/v1/events", json={"events": batch}, timeout=10)
+            r = httpx.post(f"{base}/v1/events", json={"events": batch}, timeout=10,
+                           headers={"X-API-Key": ADMIN_KEY})
             assert r.json()["duplicates"] == 250      # retrying after the crash is safe
             # the restart serves the configured bundle again, not the reloaded one
             ready = httpx.get(f"{base}/readyz").json()

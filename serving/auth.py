@@ -1,0 +1,91 @@
+"""API keys by role, checked on every protected route; keys travel in the ``X-API-Key``
+header only (a key in a URL ends up in logs and browser histories, so a query parameter is
+never read).
+
+| role        | routes                                               | accepts            |
+|-------------|------------------------------------------------------|--------------------|
+| ``write``   | ``POST /v1/events`` (later: catalog writes)          | write or admin key |
+| ``read``    | experiments, their results, ``/metrics``             | read or admin key  |
+| ``dashboard`` | the read-only dashboard (routes come next)         | dashboard or admin |
+| ``admin``   | reload, erasure; experiment salts in the answers     | admin key          |
+
+A role with no key configured and no admin key answers 503 (closed by default, never open);
+a missing or wrong key is a 401. Keys are compared in constant time.
+
+A route declares its role with a dependency, e.g. ``dependencies=[Depends(require_read)]``, or
+takes the matched key's role as a parameter (``role: ReadRole``) to show more to the admin.
+The OpenAPI document lists one security scheme per key (``writeKey``, ``readKey``,
+``dashboardKey``, ``adminKey``, all the same header), and each operation the keys it accepts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Security, status
+from fastapi.security import APIKeyHeader
+
+from serving.deps import StateDep
+
+KEY_HEADER = "X-API-Key"
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    "write": ("write", "admin"), "read": ("read", "admin"),
+    "dashboard": ("dashboard", "admin"), "admin": ("admin",),
+}
+_PURPOSE = {
+    "write": "sends events (a shop's back end or browser tracker)",
+    "read": "reads experiment definitions, results and metrics",
+    "dashboard": "the read-only dashboard",
+    "admin": "reloads bundles, erases users, sees experiment salts; accepted everywhere",
+}
+SCHEMES = {role: APIKeyHeader(name=KEY_HEADER, scheme_name=f"{role}Key", auto_error=False,
+                              description=f"The {role} key: {_PURPOSE[role]}.")
+           for role in ACCEPTS}
+
+
+def match_role(keys: dict[str, str], role: str, presented: str | None,
+               env_names: dict[str, str] | None = None) -> str:
+    """The role of the key ``presented`` among those ``role`` accepts; HTTPException 503 when
+    none of them is configured, 401 when the key is missing or wrong."""
+    accepted = [r for r in ACCEPTS[role] if r in keys]
+    if not accepted:
+        names = [(env_names or {}).get(r, f"the {r} key") for r in ACCEPTS[role]]
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"the {role} endpoints are disabled: no key is configured for them "
+                            f"(set {' or '.join(names)} on the server)")
+    if presented:
+        given = presented.encode("utf-8", "surrogatepass")
+        for r in accepted:   # every comparison in constant time
+            if secrets.compare_digest(given, keys[r].encode("utf-8")):
+                return r
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                        f"missing or wrong {KEY_HEADER} header (this endpoint takes the "
+                        f"{' or '.join(ACCEPTS[role])} key)")
+
+
+async def require_write(state: StateDep, key: Annotated[str | None, Security(SCHEMES["write"])],
+                        _a: Annotated[str | None, Security(SCHEMES["admin"])]) -> str:
+    return match_role(state.keys, "write", key, state.key_env_names)
+
+
+async def require_read(state: StateDep, key: Annotated[str | None, Security(SCHEMES["read"])],
+                       _a: Annotated[str | None, Security(SCHEMES["admin"])]) -> str:
+    return match_role(state.keys, "read", key, state.key_env_names)
+
+
+async def require_dashboard(state: StateDep,
+                            key: Annotated[str | None, Security(SCHEMES["dashboard"])],
+                            _a: Annotated[str | None, Security(SCHEMES["admin"])]) -> str:
+    return match_role(state.keys, "dashboard", key, state.key_env_names)
+
+
+async def require_admin(state: StateDep,
+                        key: Annotated[str | None, Security(SCHEMES["admin"])]) -> str:
+    return match_role(state.keys, "admin", key, state.key_env_names)
+
+
+WriteRole = Annotated[str, Depends(require_write)]
+ReadRole = Annotated[str, Depends(require_read)]
+DashboardRole = Annotated[str, Depends(require_dashboard)]
+AdminRole = Annotated[str, Depends(require_admin)]
