@@ -119,11 +119,11 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
 
 def _cmd_events(args: argparse.Namespace) -> None:
     from recsys.errors import DataError
-    from serving.event_store import SQLiteEventStore
+    from serving.event_store import is_postgres_url, open_store
 
-    if not Path(args.store).is_file():
+    if not is_postgres_url(args.store) and not Path(args.store).is_file():
         raise DataError(f"event store {args.store} does not exist")
-    with SQLiteEventStore(args.store) as store:
+    with open_store(args.store) as store:
         summary = store.export_events(args.out)
     print(f"exported {summary.events:,} events -> {summary.path} (left out: "
           f"{summary.skipped_impressions:,} impressions, {summary.skipped_anonymous:,} "
@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     e = actions.add_parser("export", help="canonical events.parquet from the event store "
                            "(outside erasure's reach)")
-    e.add_argument("--store", required=True, help="the SQLite event store (e.g. var/events.db)")
+    e.add_argument("--store", required=True, help="the event store: a SQLite file (e.g. "
+                   "var/events.db) or a postgresql:// URL")
     e.add_argument("--out", required=True, help="directory for events.parquet")
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")

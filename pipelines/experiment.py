@@ -35,8 +35,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="experiment name (as in the serving config)")
     parser.add_argument("--config", default=DEFAULT_CONFIG,
                         help=f"serving TOML with the experiment (default {DEFAULT_CONFIG})")
-    parser.add_argument("--store", help="event store (SQLite file; default: the config's "
-                        "event_store)")
+    parser.add_argument("--store", help="event store (SQLite file or postgresql:// URL; "
+                        "default: the config's event_store)")
     parser.add_argument("--out", required=True, help="directory for report.html and readout.json")
     parser.add_argument("--pre-data", help="dataset directory whose events are the units' "
                         "pre-period for CUPED (e.g. the synthetic shop); the store's own events "
@@ -115,7 +115,7 @@ def experiment_report_command(args: argparse.Namespace) -> None:
     from evaluation.experiment_readout import experiment_results, summary_lines, write_report
     from evaluation.experiment_stats import GuardrailThresholds
     from recsys.data.validate import load_dataset
-    from serving.event_store import SQLiteEventStore
+    from serving.event_store import is_postgres_url, open_store
     from serving.settings import load_settings
 
     if not Path(args.config).is_file():
@@ -126,14 +126,14 @@ def experiment_report_command(args: argparse.Namespace) -> None:
         experiment = settings.experiments_config().get(args.name)
     except KeyError as exc:
         raise ConfigError(f"{args.config}: {exc.args[0]}") from None
-    store_path = Path(args.store or settings.event_store)
-    if not store_path.is_file():
-        raise DataError(f"event store {store_path} does not exist")
+    location = args.store or settings.event_store
+    if not is_postgres_url(location) and not Path(location).is_file():
+        raise DataError(f"event store {location} does not exist")
     pre_events = load_dataset(args.pre_data).events if args.pre_data else None
     g = settings.guardrails
     thresholds = GuardrailThresholds(g.latency_p99_ms, g.fallback_rate)
     observed = live_guardrails(args.server, args.name) if args.server else None
-    with SQLiteEventStore(store_path) as store:
+    with open_store(location, audit_secret=settings.privacy.resolve_secret()) as store:
         readout = experiment_results(store, experiment, pre_events=pre_events,
                                      guardrails=observed, thresholds=thresholds,
                                      tau2=_tau2(args.tau2), alpha=args.alpha)

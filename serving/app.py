@@ -13,19 +13,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from recsys.errors import ConfigError, RecsysError
 from recsys.threads import set_thread_policy
 from serving import errors
 from serving.auth import KEY_HEADER
 from serving.body_limit import BodySizeLimit
-from serving.event_store import SQLiteEventStore
+from serving.event_store import EventStore, is_postgres_url, open_store
 from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import install_openapi
+from serving.replicas import BundleSource, ControlSync, startup_paths
 from serving.routes import admin, events, experiments, health, recommendations
 from serving.settings import ServingSettings, settings_from_env
 from serving.state import LoadedBundle, ServingState, load_serving_bundle, settle_heap
@@ -33,16 +36,47 @@ from serving.state import LoadedBundle, ServingState, load_serving_bundle, settl
 log = logging.getLogger(__name__)
 
 
+def open_serving_store(settings: ServingSettings) -> EventStore:
+    """The configured store; ConfigError when a PostgreSQL store has no audit secret (every
+    replica must hash erased ids with the same one, and there is no file to keep it in)."""
+    secret = settings.privacy.resolve_secret()
+    if is_postgres_url(settings.event_store) and secret is None:
+        raise ConfigError(f"event_store is PostgreSQL: set {settings.privacy.audit_secret_env} "
+                          "(the erasure audit secret, the same on every replica)")
+    return open_store(settings.event_store, audit_secret=secret,
+                      pool_size=settings.event_store_pool)
+
+
+def load_startup_bundle(name: str, source: BundleSource, configured: Path, store: EventStore,
+                        warmup: int) -> LoadedBundle:
+    """The bundle the control log says the fleet serves, else (or if that fails) the
+    configured one (serving.replicas)."""
+    if source.version is not None:
+        try:
+            bundle = load_serving_bundle(name, source.path, store, warmup)
+            if bundle.version == source.version:
+                log.info("bundle %s: serving %s from reload #%s in the control log", name,
+                         bundle.version, source.control_id)
+                return bundle
+            log.error("bundle %s: %s holds %s, not %s as reload #%s recorded; serving the "
+                      "configured %s", name, source.path, bundle.version, source.version,
+                      source.control_id, configured)
+        except RecsysError as exc:
+            log.error("bundle %s: reload #%s (%s) cannot be loaded (%s); serving the "
+                      "configured %s", name, source.control_id, source.path, exc, configured)
+    return load_serving_bundle(name, configured, store, warmup)
+
+
 def build_state(settings: ServingSettings, metrics: Metrics, guardrails: GuardrailMonitor,
                 keys: dict[str, str]) -> ServingState:
     """Open the store, load and warm every bundle, start the exposure writer."""
     experiments_config = settings.experiments_config()   # ConfigError before any loading
-    settings.event_store.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteEventStore(settings.event_store,
-                             audit_secret=settings.privacy.resolve_secret())
+    store = open_serving_store(settings)
     try:
+        sources, last_control = startup_paths(store, dict(settings.bundles))
         bundles: dict[str, LoadedBundle] = {
-            name: load_serving_bundle(name, path, store, settings.warmup_requests)
+            name: load_startup_bundle(name, sources[name], path, store,
+                                      settings.warmup_requests)
             for name, path in settings.bundles.items()}
     except BaseException:
         store.close()
@@ -54,9 +88,11 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
                             on_result=lambda result, n: metrics.exposures.labels(result).inc(n))
     writer.start()
     metrics.watch_queue(lambda: writer.pending)
-    return ServingState(settings=settings, bundles=bundles, experiments=experiments_config,
-                        store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
-                        keys=keys)
+    state = ServingState(settings=settings, bundles=bundles, experiments=experiments_config,
+                         store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
+                         keys=keys)
+    state.control = ControlSync(state, last_control)
+    return state
 
 
 def create_app(settings: ServingSettings) -> FastAPI:
@@ -74,6 +110,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
         state = build_state(settings, metrics, guardrails, keys)
         app.state.serving = state
         state.start_erasure_poll(settings.erasure_poll_s)
+        if state.control is not None:
+            state.control.start(settings.control_poll_s)
         settle_heap()
         state.ready = True
         log.info("ready: %s", ", ".join(f"{n}={b.version}" for n, b in state.bundles.items()))

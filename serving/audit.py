@@ -26,7 +26,7 @@ import secrets
 import time
 from pathlib import Path
 
-from serving.store_schema import StoreError
+from serving.event_store.schema import StoreError
 
 SUBJECT_PREFIX = "user:hmac-sha256:"
 LEGACY_PREFIX = "user:sha256:"

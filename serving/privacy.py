@@ -16,8 +16,9 @@ the new index, never a half-edited one.
 
 The audit log is the source of truth for erasures, so they also reach bundles loaded later
 (``POST /v1/admin/reload`` or a restart with a bundle trained before the erasure) and the other
-uvicorn workers: every bundle remembers the last audit record applied to it, and
-:meth:`ErasureTracker.apply` applies the records after it (every worker polls the log). A newly
+uvicorn workers and replicas sharing the store: every bundle remembers the last audit record
+applied to it, and :meth:`ErasureTracker.apply` applies the records after it (every process
+polls the log). A newly
 loaded bundle applies the whole log, so an erased id stays erased in memory even if the same id
 comes back with new events; the store's new events of that user are unaffected.
 """
@@ -62,7 +63,7 @@ class ErasureTracker:
     def apply(self, rec: HybridRecommender, store: EventStore) -> dict[str, Erased]:
         """Apply the store's erasure records newer than the last one applied; returns the
         users erased here (user id -> what was removed)."""
-        new = [r for r in store.audit_log() if r["id"] > self.last_audit_id]
+        new = store.audit_log(after_id=self.last_audit_id)
         done: dict[str, Erased] = {}
         records = [r for r in new if r["action"] == DELETE_USER]
         if records:

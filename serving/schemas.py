@@ -36,8 +36,11 @@ LATEST = datetime(2262, 4, 11, tzinfo=UTC)   # pandas' nanosecond clock ends 226
 # Text with a lone UTF-16 surrogate (JSON "\\ud800") is refused by pydantic-core itself
 # ("unable to parse raw data as a unicode string", naming the field); the error answer
 # escapes what it echoes, so it encodes too (serving.errors).
-Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+# No NUL character either: PostgreSQL text cannot hold one (an event store may be PostgreSQL),
+# and an id with one in it is a client bug, not an id.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=NO_NUL)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 Price = Annotated[float, Field(strict=True, ge=0, le=MAX_PRICE, allow_inf_nan=False)]
 
 
@@ -262,6 +265,9 @@ class ReloadOut(BaseModel):
     previous_version: str
     model_version: str
     load_seconds: float
+    control_id: int | None = Field(description="the control-log record that carries this "
+                                   "reload to every other worker and replica of the store "
+                                   "(null: it could not be recorded, the reload stays here)")
 
 
 class DeleteUserOut(BaseModel):

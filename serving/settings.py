@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from recsys.configfile import StrictModel, load_config
 from recsys.errors import ConfigError
@@ -139,11 +139,32 @@ class ExposureLog(StrictModel):
     flush_interval_ms: float = Field(50.0, gt=0)
 
 
+def _store_location(value: object) -> object:
+    """A ``postgresql://`` URL stays text; anything else is a SQLite file path."""
+    if not isinstance(value, str) or "://" not in value:
+        return Path(value) if isinstance(value, str) else value
+    scheme = value.split("://", 1)[0]
+    if scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError(f"unsupported URL scheme '{scheme}' (expected a SQLite file path or a "
+                         "postgresql:// URL)")
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as exc:
+        raise ValueError(f"not a valid PostgreSQL URL: {' '.join(str(exc).split())}") from None
+    return value
+
+
 class ServingSettings(StrictModel):
     """Everything ``create_app`` needs; see ``configs/serving.toml`` for a commented example."""
 
     bundles: dict[str, Path]                   # name -> bundle directory; one named "default"
-    event_store: Path = Path("var/events.db")  # SQLite file (created if missing)
+    # a SQLite file (created if missing), or a postgresql:// URL shared by every replica
+    event_store: Annotated[Path | str, BeforeValidator(_store_location)] = Path("var/events.db")
+    # PostgreSQL only: connections each process may open (API threads, exposure writer, pollers)
+    event_store_pool: int = Field(8, ge=1, le=100)
     experiments: list[Experiment] = Field(default_factory=list)
     experiments_file: Path | None = None       # or: a separate experiments TOML
     keys: KeySettings = Field(default_factory=KeySettings)
@@ -156,6 +177,9 @@ class ServingSettings(StrictModel):
     warmup_requests: int = Field(5, ge=0)
     # how often each worker applies erasures recorded by other workers (0 = never)
     erasure_poll_s: float = Field(5.0, ge=0)
+    # how often each worker reads the store's control log: a reload sent to any replica (or
+    # worker) is applied by every other one within this (0 = never)
+    control_poll_s: float = Field(2.0, ge=0)
 
     @field_validator("bundles")
     @classmethod

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys.manifest import Manifest
 from recsys.recommender import HybridRecommender, Request
@@ -26,6 +27,9 @@ from serving.guardrails import GuardrailMonitor
 from serving.metrics import Metrics
 from serving.privacy import Erased, ErasureTracker
 from serving.settings import ROLES, ServingSettings
+
+if TYPE_CHECKING:
+    from serving.replicas import ControlSync
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,7 @@ class ServingState:
         self._erasure_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self.control: ControlSync | None = None   # set by serving.app (serving.replicas)
         for b in bundles.values():
             metrics.set_model(b.name, b.version)
 
@@ -160,6 +165,8 @@ class ServingState:
         """Stop the poller, write queued exposures, close the store."""
         self.ready = False
         self._stop.set()
+        if self.control is not None:
+            self.control.stop()
         if self._poller is not None:
             self._poller.join(5.0)
         self.exposures.close()

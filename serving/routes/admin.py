@@ -1,8 +1,9 @@
 """Admin endpoints, behind the admin key (``X-API-Key``): bundle reload and user erasure.
 
-With several uvicorn workers each process holds its own bundles: a reload reaches the one
-worker that answers it (restart the server to switch all), while an erasure reaches all of them
-(each worker applies the store's audit log every ``erasure_poll_s``).
+Each process (uvicorn worker, replica) holds its own bundles, and every process sharing the
+event store follows what one is told: a reload is recorded in the store's control log and
+applied by the others within ``control_poll_s`` (:mod:`serving.replicas`); an erasure is
+recorded in the audit log and applied by the others within ``erasure_poll_s``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from fastapi import Path as PathParam
 from recsys.errors import RecsysError
 from serving.auth import require_admin
 from serving.deps import StateDep
-from serving.schemas import MAX_TEXT, DeleteUserOut, ReloadIn, ReloadOut
+from serving.replicas import record_reload
+from serving.schemas import MAX_TEXT, NO_NUL, DeleteUserOut, ReloadIn, ReloadOut
 from serving.state import load_serving_bundle, settle_heap
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,10 @@ def reload_bundle(body: ReloadIn, state: StateDep) -> ReloadOut:
 
     The new HybridRecommender is loaded and warmed up completely while the old one keeps serving;
     then one reference is swapped. Requests already running finish on the old bundle, so no
-    request fails. The settings file is not changed: a restart loads the configured path.
+    request fails. The reload is then recorded in the store's control log: every other worker
+    and replica of the store loads the same path within ``control_poll_s`` (the path must be
+    reachable from all of them), and a process started later serves it too. The settings file
+    is not changed.
     Whatever fails while loading (a missing file, a checksum, a malformed manifest) is a 422
     naming it, and the old bundle keeps serving.
     """
@@ -59,16 +64,19 @@ def reload_bundle(body: ReloadIn, state: StateDep) -> ReloadOut:
                                 f"{type(exc).__name__}: {exc}") from None
         old = state.swap(new)
         state.metrics.reloads.labels(body.bundle, "ok").inc()
+        control_id = record_reload(state, new)
         settle_heap()
     finally:
         state.reload_lock.release()
     return ReloadOut(bundle=body.bundle, path=str(new.path), previous_version=old.version,
                      model_version=new.version,
-                     load_seconds=round(time.perf_counter() - started, 3))
+                     load_seconds=round(time.perf_counter() - started, 3),
+                     control_id=control_id)
 
 
 @router.delete("/users/{user_id}", response_model=DeleteUserOut, operation_id="eraseUser")
-def delete_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_TEXT)],
+def delete_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_TEXT,
+                                                  pattern=NO_NUL)],
                 state: StateDep) -> DeleteUserOut:
     """Erase a user: their events and exposures from the store, and the events and exposures
     of every session they used (an anonymous session that logged in is theirs), with an audit

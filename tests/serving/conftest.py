@@ -3,6 +3,9 @@ and settings pointing at them (each test gets its own event store)."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +77,65 @@ def make_settings(serving_bundle: Path, tmp_path: Path) -> Any:
                      "dashboard": DASHBOARD_KEY},
             "warmup_requests": 1,
             "erasure_poll_s": 0,
+            "control_poll_s": 0,
         }
         data.update(overrides)
         return ServingSettings.model_validate(data)
 
     return make
+
+
+# ---------------------------------------------------------------------- PostgreSQL
+POSTGRES_URL_ENV = "RECSYS_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def with_schema(url: str, schema: str) -> str:
+    """``url`` whose sessions use ``schema`` (libpq ``options=-csearch_path=...``)."""
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The test server's URL. Outside CI, no server answering is a skip; in CI, a failure."""
+    import psycopg
+
+    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())
+        if in_ci():
+            pytest.fail(f"CI is set and no PostgreSQL server answers at {url}: {reason}")
+        pytest.skip(f"no PostgreSQL server answers at {url} ({reason}); CI is not set, so the "
+                    f"PostgreSQL tests skip (point {POSTGRES_URL_ENV} at a server to run them)")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A URL to a fresh schema of its own (parallel and repeated runs never collide), dropped
+    with everything in it afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"t_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield with_schema(postgres_server, schema)
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh store lives: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return str(tmp_path / "events.db")
+    return str(request.getfixturevalue("postgres_url"))

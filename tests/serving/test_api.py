@@ -308,6 +308,18 @@ def test_invalid_events_are_reported_and_valid_ones_stored(client: TestClient) -
     assert (again.json()["inserted"], again.json()["duplicates"]) == (0, 3)
 
 
+def test_nul_in_text_is_refused_everywhere(client: TestClient) -> None:
+    """PostgreSQL text cannot hold NUL: an id with one is refused at the door, whatever the
+    store, so a PostgreSQL store never sees it (and a batch of exposures is never lost to it)."""
+    r = client.post("/v1/events", json={"events": [event("ok"), event("n", user_id="a\x00b")]})
+    assert is_problem(r, 422) and r.json()["inserted"] == 1
+    assert [(e["index"], e["field"]) for e in r.json()["errors"]] == [(1, "user_id")]
+    assert "pattern" in r.json()["errors"][0]["message"]
+    r = client.post("/v1/recommendations", json={"user_id": "a\x00b", "k": 2})
+    assert is_problem(r, 422) and error_locs(r) == [["body", "user_id"]]
+    assert is_problem(client.delete("/v1/users/a%00b", headers=ADMIN), 422)
+
+
 def test_all_invalid_batch_is_422_and_stores_nothing(client: TestClient) -> None:
     r = client.post("/v1/events", json={"events": [event("x", event_type="nope")]})
     assert is_problem(r, 422) and r.json()["rejected"] == 1

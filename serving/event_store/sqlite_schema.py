@@ -1,27 +1,15 @@
 """The SQLite event store's schema and its migrations (``PRAGMA user_version`` = steps applied).
 
 Never edit a released step: add a new one (existing databases have already run the old ones).
+The PostgreSQL store creates the same tables (:mod:`.postgres_schema`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 
 from recsys import columns as C
-from recsys.errors import RecsysError
-
-IMPRESSION = "impression"
-STORE_EVENT_TYPES: tuple[str, ...] = (IMPRESSION, *C.EVENT_TYPES)
-
-
-class StoreError(RecsysError):
-    """The store cannot be used as is (e.g. its schema is newer than this code)."""
-
-
-def in_list(values: Sequence[str]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
+from serving.event_store.schema import STORE_EVENT_TYPES, StoreError, in_list
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: events and exposures. No index on events.request_id: writes are the hot path (each
@@ -62,6 +50,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 3: erasure reaches the user's sessions: their anonymous events (before logging in) are
        # found by session id. Partial, so logged-in events (most of the traffic) pay nothing.
         "CREATE INDEX events_anonymous_session ON events (session_id) WHERE user_id IS NULL",
+    ),
+    (  # 4: the control log replicas poll (serving.replicas): one row per instruction, e.g. a
+       # reload of bundle `subject`; payload is JSON whose shape depends on the kind
+        """CREATE TABLE control (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, subject TEXT NOT NULL,
+            payload TEXT NOT NULL, origin TEXT NOT NULL, at_us INTEGER NOT NULL
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
