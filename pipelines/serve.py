@@ -3,8 +3,10 @@
 One worker runs ``serving.create_app(settings)`` in this process. Several workers are separate
 processes that each build their own app, so they get the settings through the environment and
 the app factory ``serving.app:app_from_env``: each loads the bundles once and writes to the
-same SQLite event store. Parallelism comes from workers; each runs single-threaded numerics
-(``recsys.threads``), so use at most one worker per core.
+same event store, and their metrics are merged through prometheus-client's multiprocess mode
+(a fresh ``PROMETHEUS_MULTIPROC_DIR``, see :mod:`serving.metrics`). Parallelism comes from
+workers; each runs single-threaded numerics (``recsys.threads``), so use at most one worker per
+core.
 
 Also runnable as ``python -m pipelines.serve --bundle runs/demo/bundle``.
 """
@@ -13,9 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from recsys.errors import RecsysError
 
@@ -53,6 +59,34 @@ def check_bundle(name: str, path: Path) -> None:
                           f"({type(exc).__name__}: {exc})") from None
 
 
+def check_store(settings: Any) -> None:
+    """Open the event store once before uvicorn starts: an unreachable server, a missing
+    secret or a newer schema is one line and exit 2 (in a worker it would be a traceback), and
+    the migrations are applied once."""
+    from serving.app import open_serving_store
+
+    open_serving_store(settings).close()
+
+
+def metrics_dir() -> Path | None:
+    """Set up prometheus-client's multiprocess mode for the workers: the directory in
+    ``PROMETHEUS_MULTIPROC_DIR``, emptied of a previous run's files (they would be counted
+    again), or else a new temporary one, returned so the caller removes it at exit."""
+    from serving.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):
+            if re.match(r"(counter|gauge|histogram|summary)_", old.name):
+                old.unlink()
+        return None
+    created = Path(tempfile.mkdtemp(prefix="recsys-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(created)
+    return created
+
+
 def serve_command(args: argparse.Namespace) -> None:
     """Validate the settings (a bad config fails here, as one line), then run uvicorn until
     stopped. Blocks."""
@@ -66,6 +100,7 @@ def serve_command(args: argparse.Namespace) -> None:
     settings.experiments_config()     # unknown bundle names in experiments fail before start
     for name, path in settings.bundles.items():
         check_bundle(name, Path(path))
+    check_store(settings)
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
               "access_log": args.access_log, "timeout_graceful_shutdown": 30}
     if args.workers == 1:
@@ -79,7 +114,12 @@ def serve_command(args: argparse.Namespace) -> None:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     if args.bundle:
         os.environ[BUNDLE_ENV] = str(Path(args.bundle).resolve())
-    uvicorn.run("serving.app:app_from_env", factory=True, workers=args.workers, **common)
+    created = metrics_dir()
+    try:
+        uvicorn.run("serving.app:app_from_env", factory=True, workers=args.workers, **common)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,12 +113,14 @@ def create_app(settings: ServingSettings) -> FastAPI:
         if state.control is not None:
             state.control.start(settings.control_poll_s)
         settle_heap()
+        metrics.start()
         state.ready = True
         log.info("ready: %s", ", ".join(f"{n}={b.version}" for n, b in state.bundles.items()))
         try:
             yield
         finally:
             state.close()
+            metrics.stop()
 
     app = FastAPI(title="recsys", version="1", lifespan=lifespan,
                   summary="Hybrid e-commerce recommendations, events and A/B experiments")

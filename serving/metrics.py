@@ -13,15 +13,32 @@ Exposed at ``GET /metrics``:
 * ``recsys_model_info{bundle, version}``, ``recsys_reloads_total{bundle, result}``;
 * ``recsys_guardrail_value{variant, guardrail}`` and ``recsys_guardrail_ok{...}``: the live
   guardrails of experiment variants (see :mod:`serving.guardrails`).
+
+**Several workers of one host** (``recsys serve --workers N``, or uvicorn/gunicorn workers):
+prometheus-client's multiprocess mode, on when ``PROMETHEUS_MULTIPROC_DIR`` names a directory
+before the process starts (``recsys serve --workers N`` sets one up). Every worker then writes
+its values to files there and whichever worker answers ``/metrics`` merges all of them:
+counters and histograms are summed over the workers (including ones that have exited, so totals
+never go back), and the gauges say how they combine: ``recsys_exposure_queue`` and
+``recsys_model_info`` are summed over live workers (model info = how many workers serve that
+version), ``recsys_guardrail_value`` is the worst (highest) live worker's and
+``recsys_guardrail_ok`` the lowest (0 if any worker's window breaches). Gauges of workers that
+died without a clean stop are dropped at the next scrape. **Replicas on several hosts** each
+have their own directory (or none): scrape every replica, and sum in Prometheus.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,10 +52,35 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 
                    0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REFRESH_S = 1.0     # multiprocess mode: how often this worker publishes its sampled gauges
+_LIVE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db$")
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus-client's multiprocess mode, if this process runs in it."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Metrics:
-    """The app's metric objects and their registry."""
+    """The app's metric objects and their registry (see the module docstring for several
+    workers)."""
 
     def __init__(self) -> None:
+        self.multiprocess_dir = multiprocess_dir()
+        self._sampled: list[Callable[[], None]] = []   # multiprocess: gauges set by refresh()
+        self._refresher: threading.Thread | None = None
+        self._stop = threading.Event()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("recsys_requests", "HTTP requests",
@@ -54,25 +96,88 @@ class Metrics:
         self.exposures = Counter("recsys_exposures", "exposures, by result", ["result"],
                                  registry=r)
         self.exposure_queue = Gauge("recsys_exposure_queue", "exposures waiting to be written",
-                                    registry=r)
-        self.model_info = Gauge("recsys_model_info", "loaded bundle versions (value 1)",
-                                ["bundle", "version"], registry=r)
+                                    registry=r, multiprocess_mode="livesum")
+        self.model_info = Gauge("recsys_model_info", "loaded bundle versions (1 per process "
+                                "serving it)", ["bundle", "version"], registry=r,
+                                multiprocess_mode="livesum")
         self.reloads = Counter("recsys_reloads", "admin bundle reloads", ["bundle", "result"],
                                registry=r)
 
     def set_model(self, bundle: str, version: str, previous: str | None = None) -> None:
-        if previous is not None:
-            try:
-                self.model_info.remove(bundle, previous)
-            except KeyError:
-                pass
+        if previous is not None and previous != version:
+            if self.multiprocess_dir:   # no remove() in multiprocess mode: 0 processes serve it
+                self.model_info.labels(bundle, previous).set(0)
+            else:
+                try:
+                    self.model_info.remove(bundle, previous)
+                except KeyError:
+                    pass
         self.model_info.labels(bundle, version).set(1)
 
     def watch_queue(self, size: Callable[[], int]) -> None:
-        self.exposure_queue.set_function(lambda: float(size()))
+        if self.multiprocess_dir:   # no set_function in multiprocess mode: sampled
+            self._sampled.append(lambda: self.exposure_queue.set(float(size())))
+        else:
+            self.exposure_queue.set_function(lambda: float(size()))
 
     def watch_guardrails(self, monitor: GuardrailMonitor) -> None:
-        self.registry.register(_GuardrailCollector(monitor))
+        if not self.multiprocess_dir:
+            self.registry.register(_GuardrailCollector(monitor))
+            return
+        # custom collectors see one process only: publish this worker's windows as gauges
+        labels = ["variant", "guardrail"]
+        value = Gauge("recsys_guardrail_value", "live guardrail value per variant (worst "
+                      "worker)", labels, registry=None, multiprocess_mode="livemax")
+        ok = Gauge("recsys_guardrail_ok", "1 = within threshold, 0 = breached (in any worker)",
+                   labels, registry=None, multiprocess_mode="livemin")
+
+        def publish() -> None:
+            for variant, status in monitor.all_status().items():
+                for check in status.checks:
+                    value.labels(variant, check.name).set(check.value)
+                    ok.labels(variant, check.name).set(float(check.passed))
+
+        self._sampled.append(publish)
+
+    def refresh(self) -> None:
+        """Multiprocess mode: write this worker's sampled gauges to its files."""
+        for publish in self._sampled:
+            publish()
+
+    def start(self) -> None:
+        """Multiprocess mode: publish the sampled gauges every ``REFRESH_S`` (a scrape answered
+        by another worker reads this worker's files)."""
+        if not self.multiprocess_dir or self._refresher is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(REFRESH_S):
+                self.refresh()
+
+        self._refresher = threading.Thread(target=run, name="metrics-refresh", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        """Stop publishing; in multiprocess mode this worker's live gauges leave the merge."""
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(5.0)
+        if self.multiprocess_dir:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text for ``/metrics``: this app's registry, or in multiprocess mode
+        the merge of every worker's files."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        self.refresh()
+        for path in glob.glob(os.path.join(self.multiprocess_dir, "gauge_live*.db")):
+            match = _LIVE_FILE.search(os.path.basename(path))
+            if match and not _alive(int(match.group(1))):   # killed without a clean stop
+                mark_process_dead(int(match.group(1)), self.multiprocess_dir)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
 
 
 class _GuardrailCollector(Collector):

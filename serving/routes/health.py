@@ -6,7 +6,7 @@ import os
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.auth import require_read
 from serving.schemas import HealthOut, ReadyOut
@@ -41,6 +41,6 @@ async def readyz(request: Request) -> ReadyOut | JSONResponse:
             responses={200: {"description": "Prometheus text format",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: this app instance's registry; needs the read key."""
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format, needs the read key: this app instance's registry, or with
+    several workers (``PROMETHEUS_MULTIPROC_DIR``) the merge of every worker's."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
