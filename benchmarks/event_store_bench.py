@@ -1,12 +1,17 @@
-"""Sustained insert rate of SQLiteEventStore: batches of 100 events, WAL + synchronous=FULL.
+"""Sustained insert rate of the event stores: batches of 100 events, each one transaction
+acknowledged only once committed (SQLite: WAL + synchronous=FULL; PostgreSQL: synchronous_commit
+on, one pooled connection per writer thread).
 
-Every batch is one transaction and one fsync of the WAL, as in the API (an event is
-acknowledged only once it is on disk), so the figure is bounded by the disk's fsync latency.
-Runs the same workload from 1 thread and from a small threadpool (how the API calls it), on a
-fresh database each, and prints JSON: events/s overall and per quarter of the run (a falling
-rate would show the growing index slowing inserts), and batch latency percentiles.
+Every batch is one commit (an fsync of the WAL, SQLite's or the server's), as in the API, so the
+figure is bounded by the disk's fsync latency. Runs the same workload from 1 thread and from a
+small threadpool (how the API calls the store), on a fresh store each (a temporary SQLite file;
+a PostgreSQL schema of its own, dropped afterwards), and prints JSON: events/s overall and per
+quarter of the run (a falling rate would show the growing index slowing inserts), and batch
+latency percentiles.
 
     python benchmarks/event_store_bench.py --batches 1000 --threads 1 4 --dir /var/tmp
+    python benchmarks/event_store_bench.py --stores sqlite postgres --threads 1 4 8 \\
+        --postgres-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from serving.event_store import SQLiteEventStore
+from serving.event_store import open_store
 
 TYPES = ["impression"] * 10 + ["view"] * 5 + ["click"] * 3 + ["add_to_cart", "purchase"]
 
@@ -56,10 +61,10 @@ def make_batches(n_batches: int, batch_size: int, seed: int) -> list[list[dict[s
     return batches
 
 
-def run(path: Path, batches: list[list[dict[str, Any]]], threads: int) -> dict[str, Any]:
+def run(location: str, batches: list[list[dict[str, Any]]], threads: int) -> dict[str, Any]:
     latencies: list[float] = [0.0] * len(batches)
     done_at: list[float] = [0.0] * len(batches)
-    with SQLiteEventStore(path) as store:
+    with open_store(location, pool_size=threads) as store:
         def insert(k: int) -> None:
             t = time.perf_counter()
             inserted, duplicates = store.add_events(batches[k])
@@ -96,8 +101,41 @@ def run(path: Path, batches: list[list[dict[str, Any]]], threads: int) -> dict[s
                      "p95": round(ms[int(0.95 * (len(ms) - 1))], 3),
                      "p99": round(ms[int(0.99 * (len(ms) - 1))], 3),
                      "max": round(ms[-1], 3)},
-        "db_mb": round(sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6, 1),
+        "db_mb": store_mb(location),
     }
+
+
+def store_mb(location: str) -> float:
+    if "://" not in location:
+        path = Path(location)
+        return round(sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6, 1)
+    import psycopg
+
+    with psycopg.connect(location) as conn:
+        row = conn.execute("SELECT pg_total_relation_size('events')").fetchone()
+    return round((row[0] if row else 0) / 1e6, 1)
+
+
+def postgres_runs(url: str, batches: list[list[dict[str, Any]]], threads: list[int]
+                  ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Each run in a fresh schema of the database at ``url``, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    results = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        server = {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                  for name in ("server_version", "synchronous_commit", "fsync",
+                               "wal_sync_method")}
+        for n in threads:
+            schema = f"bench_{uuid.uuid4().hex[:10]}"
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            try:
+                sep = "&" if "?" in url else "?"
+                results.append(run(f"{url}{sep}options=-csearch_path%3D{schema}", batches, n))
+            finally:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    return results, server
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,30 +143,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--stores", nargs="+", choices=["sqlite", "postgres"],
+                        default=["sqlite"])
     parser.add_argument("--dir", type=Path, default=None,
-                        help="directory for the database, on the disk to measure "
+                        help="directory for the SQLite database, on the disk to measure "
                              "(default: a temporary directory)")
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="database for the PostgreSQL runs (a schema per run)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     batches = make_batches(args.batches, args.batch_size, args.seed)
-    results = []
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        for threads in args.threads:
-            path = Path(tmp) / f"bench-{threads}.db"
-            results.append(run(path, batches, threads))
-        directory = str(Path(tmp).parent.resolve())
+    stores: dict[str, Any] = {}
+    if "sqlite" in args.stores:
+        results = []
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            for threads in args.threads:
+                results.append(run(str(Path(tmp) / f"bench-{threads}.db"), batches, threads))
+            directory = str(Path(tmp).parent.resolve())
+        stores["sqlite"] = {"journal_mode": "wal", "synchronous": "FULL",
+                            "directory": directory, "version": sqlite3.sqlite_version,
+                            "results": results}
+    if "postgres" in args.stores:
+        results, server = postgres_runs(args.postgres_url, batches, args.threads)
+        stores["postgres"] = {**server, "results": results}
     print(json.dumps({
         "benchmark": "event_store_add_events",
-        "journal_mode": "wal",
-        "synchronous": "FULL",
         "batch_size": args.batch_size,
         "batches": args.batches,
-        "directory": directory,
-        "sqlite": sqlite3.sqlite_version,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "results": results,
+        "stores": stores,
     }, indent=2))
 
 
