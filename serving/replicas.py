@@ -69,14 +69,14 @@ def startup_paths(store: EventStore, configured: dict[str, Path]
         record = latest.get(name)
         if record is None:
             sources[name] = BundleSource(path)
-        elif record.payload.get("configured") == str(path):
+        elif record.payload.get("configured") == str(Path(path).resolve()):
             sources[name] = BundleSource(Path(record.payload["path"]),
                                          record.payload.get("version"), record.id)
         else:
             log.warning("bundle %s: the control log's last reload (#%d, %s) was made against "
                         "configured path %s; this process is configured with %s and serves "
                         "that", name, record.id, record.payload.get("path"),
-                        record.payload.get("configured"), path)
+                        record.payload.get("configured"), Path(path).resolve())
             sources[name] = BundleSource(path)
     return sources, max((r.id for r in records), default=0)
 
@@ -85,7 +85,7 @@ def record_reload(state: ServingState, bundle: LoadedBundle) -> int | None:
     """Append the reload of ``bundle`` to the control log; its id, or None if the store could
     not take it (the reload then stays local to this process, and the error is logged)."""
     payload = {"path": str(bundle.path.resolve()), "version": bundle.version,
-               "configured": str(state.settings.bundles[bundle.name])}
+               "configured": str(Path(state.settings.bundles[bundle.name]).resolve())}
     try:
         return state.store.add_control(RELOAD, bundle.name, payload)
     except Exception:
