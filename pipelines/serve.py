@@ -105,7 +105,10 @@ def serve_command(args: argparse.Namespace) -> None:
               "access_log": args.access_log, "timeout_graceful_shutdown": 30}
     if args.workers == 1:
         from serving.app import create_app
+        from serving.metrics import MULTIPROC_ENV
 
+        if os.environ.get(MULTIPROC_ENV):   # set by the caller: empty it of a previous run
+            metrics_dir()
         uvicorn.run(create_app(settings), **common)
         return
     # worker processes re-read the settings from the environment (paths made absolute, so a
