@@ -1,10 +1,10 @@
 """Cold-item check: can a model recommend items launched after training?
 
-Items whose ``first_seen`` falls in the test window have no training events, so collaborative
+Items whose ``first_seen`` falls in the window have no earlier events, so collaborative
 filtering and popularity know nothing about them. For every user who clicked, carted or bought
-such an item in the test window, each model ranks every item on sale by the end of the window
-(history = all events before the test window, already-seen items excluded) and we measure
-recall@k of the user's cold items.
+such an item in the window, each model ranks every item on sale by the end of the window
+(history = all events before the window, already-seen items excluded) and we measure recall@k
+of the user's cold items.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import columns as C
-from recsys.data.split import Split
 from recsys.data.training import prepare_training
 from recsys.history import HistoryIndex
 from recsys.metrics import recall_at_k
@@ -34,14 +33,15 @@ class ColdItemResult:
     recall: dict[str, float]
 
 
-def cold_item_recall(rec: HybridRecommender, split: Split, items: pd.DataFrame, *, k: int = 20,
+def cold_item_recall(rec: HybridRecommender, before: pd.DataFrame, window: pd.DataFrame,
+                     start: pd.Timestamp, items: pd.DataFrame, *, k: int = 20,
                      type_weights: np.ndarray | None = None) -> ColdItemResult:
-    """Recall@k on test-window cold items for the content model and per-category popularity
-    (fitted on the same train split)."""
+    """Recall@k on cold items of the window (launched at or after ``start``) for the content
+    model and per-category popularity fitted on the events ``before`` it."""
     first = pd.to_datetime(items[C.FIRST_SEEN], utc=True)
-    cold = np.flatnonzero((first >= split.test_start).to_numpy())
-    on_sale = (first.isna() | (first <= split.test[C.TIMESTAMP].max())).to_numpy()
-    test = split.test[split.test[C.EVENT_TYPE].astype(str).isin(SIGNAL)]
+    cold = np.flatnonzero((first >= start).to_numpy())
+    on_sale = (first.isna() | (first <= window[C.TIMESTAMP].max())).to_numpy()
+    test = window[window[C.EVENT_TYPE].astype(str).isin(SIGNAL)]
     test_items = rec.items.to_internal(test[C.ITEM_ID], missing="minus_one")
     hit = np.isin(test_items, cold)
     frame = pd.DataFrame({"u": test[C.USER_ID].astype(str).to_numpy()[hit],
@@ -51,10 +51,10 @@ def cold_item_recall(rec: HybridRecommender, split: Split, items: pd.DataFrame, 
     if len(users) == 0:
         return ColdItemResult(len(cold), 0, {})
     weights = type_weights if type_weights is not None else np.array([1, 2, 4, 8], np.float32)
-    history = HistoryIndex.from_events(pd.concat([split.train, split.valid]), rec.items)
+    history = HistoryIndex.from_events(before, rec.items)
     rows = sp.vstack([history.slice(u).row(len(rec.items), weights) for u in users]).tocsr()
     category_pop = PopularityModel(PopularityConfig(mode="category")).fit(
-        prepare_training(split.train, items))
+        prepare_training(before, items))
     models: dict[str, Model] = {"content": rec.parts.spaces["content"].model,
                                 "popularity_category": category_pop}
     recall = {}

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.report_html import CSS, esc, table
+from evaluation.report_html_base import CSS, esc, table
 
 RATES = ("ctr", "add_to_cart_rate", "conversion_rate")
 MONEY = ("revenue", "revenue_per_unit", "aov")

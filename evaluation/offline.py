@@ -1,10 +1,11 @@
 """Offline evaluation through the serving code path.
 
-For every user active in the evaluation window, ask
-:class:`~recsys.recommender.HybridRecommender`
-for a top-k list as of the window's start (history = everything before it, no session
-context), for the hybrid and for each baseline pipeline (same fitted parts, same rules), then
-score the lists against what the user did in the window.
+For every shopper with history who bought something in the evaluation window, ask
+:class:`~recsys.recommender.HybridRecommender` for a top-k list as of the window's start
+(history = everything before it, no session context), for the hybrid and for each baseline
+pipeline (same fitted parts, same rules), on each surface, then score the lists against what
+the shopper bought in the window: every purchase (``for_you``), re-purchases only
+(``buy_again``) or items new to them only (``discover``).
 """
 
 from __future__ import annotations
@@ -37,15 +38,34 @@ class EvalWindow:
     returning: np.ndarray                 # bool: user has history before the window
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
+    @property
+    def relevant_repeat(self) -> list[np.ndarray]:
+        """Purchased items the user had bought before the window."""
+        return [np.setdiff1d(a, n, assume_unique=True)
+                for a, n in zip(self.relevant, self.relevant_new, strict=True)]
+
+    def target(self, surface: str) -> list[np.ndarray]:
+        """What a surface is scored against."""
+        if surface == "buy_again":
+            return self.relevant_repeat
+        return self.relevant_new if surface == "discover" else self.relevant
+
 
 def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: pd.Timestamp,
-                max_users: int | None = None, seed: int = 0) -> EvalWindow:
-    """Users with at least one purchase in ``window_events`` (sampled to ``max_users``)."""
+                max_users: int | None = None, seed: int = 0,
+                with_history: bool = True) -> EvalWindow:
+    """Users with at least one purchase in ``window_events`` (and, by default, some history
+    before ``start``: whom a shop can recommend to at that instant), sampled to
+    ``max_users``."""
     ev = window_events.copy()
     ev[C.USER_ID] = ev[C.USER_ID].astype(str)
     ev["item"] = rec.items.to_internal(ev[C.ITEM_ID], missing="minus_one")
     ev = ev[ev["item"] >= 0]
     buyers = np.sort(ev.loc[ev[C.EVENT_TYPE].astype(str) == C.PURCHASE, C.USER_ID].unique())
+    before = int(pd.Timestamp(start).timestamp())
+    if with_history:
+        buyers = np.array([u for u in buyers if len(rec.history.slice(u, before=before))],
+                          dtype=object)
     if max_users is not None and len(buyers) > max_users:
         buyers = np.sort(np.random.default_rng(seed).choice(buyers, max_users, replace=False))
     row = {u: i for i, u in enumerate(buyers)}
@@ -54,7 +74,6 @@ def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: p
     bought = ev[ev[C.EVENT_TYPE].astype(str) == C.PURCHASE].groupby("row")["item"].agg(
         lambda s: np.unique(s.to_numpy()))
     relevant = [bought.get(i, np.empty(0, np.int64)) for i in range(len(buyers))]
-    before = int(pd.Timestamp(start).timestamp())
     relevant_new, returning = [], np.zeros(len(buyers), dtype=bool)
     for i, u in enumerate(buyers):
         hist = rec.history.slice(u, before=before)
@@ -69,13 +88,14 @@ def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: p
 
 
 def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
-                    progress: bool = False, desc: str = "") -> np.ndarray:
+                    surface: str = "for_you", progress: bool = False,
+                    desc: str = "") -> np.ndarray:
     """(n_users x k) internal ids, -1 padded, as the API would have answered at window start."""
     out = np.full((len(window.users), k), -1, dtype=np.int64)
     for i, user in enumerate(tqdm(window.users, disable=not progress, desc=desc,
                                   mininterval=2.0)):
-        response = rec.recommend(Request(user_id=str(user), timestamp=window.start, k=k),
-                                 explain=False)
+        response = rec.recommend(Request(user_id=str(user), timestamp=window.start, k=k,
+                                         surface=surface), explain=False)
         ids = rec.items.to_internal([r.item_id for r in response.items])
         out[i, : len(ids)] = ids
     return out
@@ -156,14 +176,16 @@ def prefix_consistent(rec: HybridRecommender) -> bool:
 
 
 def recommend_at(rec: HybridRecommender, window: EvalWindow, ks: tuple[int, ...], *,
-                 progress: bool = False, desc: str = "") -> dict[int, np.ndarray]:
+                 surface: str = "for_you", progress: bool = False,
+                 desc: str = "") -> dict[int, np.ndarray]:
     """Lists at each k in ``ks`` through :func:`recommend_lists` (one request per user and k, or
     one per user when :func:`prefix_consistent`)."""
     if prefix_consistent(rec):
-        full = recommend_lists(rec, window, max(ks), progress=progress, desc=desc)
+        full = recommend_lists(rec, window, max(ks), surface=surface, progress=progress,
+                               desc=desc)
         return {k: full[:, :k] for k in ks}
-    return {k: recommend_lists(rec, window, k, progress=progress, desc=f"{desc}@{k}")
-            for k in ks}
+    return {k: recommend_lists(rec, window, k, surface=surface, progress=progress,
+                               desc=f"{desc}@{k}") for k in ks}
 
 
 def subset_window(window: EvalWindow, rows: np.ndarray) -> EvalWindow:
@@ -180,6 +202,17 @@ def subset_window(window: EvalWindow, rows: np.ndarray) -> EvalWindow:
                       window.returning[rows], {n: v[rows] for n, v in window.extra.items()})
 
 
+def subset_results(result: ModelResult, rows: np.ndarray, n_items: int) -> ModelResult:
+    """``result`` for the window rows ``rows`` only (catalogue metrics recomputed on them)."""
+    lists = {k: v[rows] for k, v in result.lists.items()}
+    catalog = {}
+    for k, recs in lists.items():
+        catalog[f"coverage@{k}"] = beyond.catalog_coverage(recs, n_items, k)
+        catalog[f"gini@{k}"] = beyond.gini_exposure(recs, n_items, k)
+    return ModelResult(result.name, lists, {m: v[rows] for m, v in result.per_user.items()},
+                       catalog, result.seconds, list(result.warnings))
+
+
 def history_popularity(rec: HybridRecommender, before: pd.Timestamp) -> np.ndarray:
     """p(i) as the window starts: share of users with history before ``before`` who interacted
     with item i (the user-based :func:`evaluation.beyond.popularity_share`, computed on the
@@ -193,9 +226,11 @@ def history_popularity(rec: HybridRecommender, before: pd.Timestamp) -> np.ndarr
     return np.bincount(keys % n_items, minlength=n_items) / max(n_users, 1)
 
 
-def per_user_metrics(recs: np.ndarray, window: EvalWindow, k: int) -> dict[str, np.ndarray]:
-    """Ranking (all and ``new_`` items) and business metrics at ``k``, one value per user."""
-    out = dict(ranking_metrics(recs, window.relevant, k))
+def per_user_metrics(recs: np.ndarray, window: EvalWindow, k: int,
+                     surface: str = "for_you") -> dict[str, np.ndarray]:
+    """Ranking (against the surface's target, and ``new_`` on items new to the user) and
+    business metrics at ``k``, one value per user."""
+    out = dict(ranking_metrics(recs, window.target(surface), k))
     out.update({f"new_{n}": v for n, v in ranking_metrics(recs, window.relevant_new, k).items()})
     biz = business_metrics(recs, window.events, k)
     out.update({n: v for n, v in biz.items() if n != ORDERS})
@@ -204,7 +239,7 @@ def per_user_metrics(recs: np.ndarray, window: EvalWindow, k: int) -> dict[str, 
 
 
 def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: HybridRecommender,
-                   share: np.ndarray, popular: np.ndarray | None
+                   share: np.ndarray, popular: np.ndarray | None, surface: str = "for_you"
                    ) -> tuple[dict[str, np.ndarray], dict[str, float], list[str]]:
     """Per-user diversity, novelty, serendipity (vs the ``popular`` lists; NaN without them)
     and popularity, the catalogue coverage and Gini at ``k``, and any warnings."""
@@ -213,7 +248,7 @@ def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: HybridR
     per_user = {
         f"ild_category@{k}": beyond.ild_category(recs, rec.catalog.category_codes, k),
         f"novelty@{k}": beyond.novelty(recs, share, k),
-        f"serendipity@{k}": (beyond.serendipity(recs, window.relevant, popular, k)
+        f"serendipity@{k}": (beyond.serendipity(recs, window.target(surface), popular, k)
                              if popular is not None else np.full(len(recs), np.nan)),
         f"mean_popularity@{k}": beyond.mean_popularity(recs, share, k),
     }
@@ -228,10 +263,11 @@ def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: HybridR
 
 
 def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tuple[str, ...],
-                       ks: tuple[int, ...], *, share: np.ndarray | None = None,
-                       serendipity: bool = True, progress: bool = False
-                       ) -> dict[str, ModelResult]:
-    """Run each pipeline (``rec.variant(name)``) on the same window users and score it.
+                       ks: tuple[int, ...], *, surface: str = "for_you",
+                       share: np.ndarray | None = None, serendipity: bool = True,
+                       progress: bool = False) -> dict[str, ModelResult]:
+    """Run each pipeline (``rec.variant(name)``) on the same window users, on one surface,
+    and score it against that surface's target.
 
     Serendipity is measured against the popularity pipeline's lists, so with ``serendipity``
     that pipeline is always run (returned only when asked for); without, serendipity is NaN.
@@ -253,17 +289,18 @@ def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tu
     seconds: dict[str, float] = {}
     for name in order:
         started = time.perf_counter()
-        lists[name] = recommend_at(rec.variant(name), window, ks, progress=progress, desc=name)
+        lists[name] = recommend_at(rec.variant(name), window, ks, surface=surface,
+                                   progress=progress, desc=f"{surface}/{name}")
         seconds[name] = time.perf_counter() - started
     out: dict[str, ModelResult] = {}
     for name in pipelines:
         result = ModelResult(name, lists[name], {}, {}, seconds[name])
         for k in ks:
             recs = lists[name][k]
-            result.per_user.update(per_user_metrics(recs, window, k))
+            result.per_user.update(per_user_metrics(recs, window, k, surface))
             popular = lists["popularity"][k] if "popularity" in lists else None
             extra, catalog, warnings = beyond_metrics(recs, window, k, rec=rec, share=share,
-                                                      popular=popular)
+                                                      popular=popular, surface=surface)
             result.per_user.update(extra)
             result.catalog.update(catalog)
             result.warnings += warnings

@@ -57,14 +57,14 @@ def headline_k(ks: Sequence[int]) -> int:
     return 10 if 10 in ks else max(ks)
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to None, tuples to lists."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_clean(v) for v in value.tolist()]
+        return [json_safe(v) for v in value.tolist()]
     if isinstance(value, np.bool_ | bool):
         return bool(value)
     if isinstance(value, np.integer):
@@ -179,11 +179,7 @@ def build_report(results: Mapping[str, ModelResult], window: EvalWindow, *,
     ks = sorted(set(ks))
     k = headline_k(ks)
     headline, comparisons = intervals(results, k, against, u)
-    seg_metrics = [f"{m}@{k}" for m in HEADLINE]
-    segments = {seg.name: {"note": seg.note,
-                           "rows": segment_table(results, seg, seg_metrics, against=against,
-                                                 alpha=u.alpha)}
-                for seg in segmentations}
+    segments = segment_section(results, segmentations, k, against, u.alpha)
     warnings = [w for r in results.values() for w in r.warnings]
     report = {
         "meta": {**(meta or {}), "ks": ks, "headline_k": k, "models": list(results),
@@ -204,8 +200,18 @@ def build_report(results: Mapping[str, ModelResult], window: EvalWindow, *,
         "ope": dict(ope or {"status": "skipped", "note": "not run"}),
         "bundle": dict(bundle or {}),
     }
-    cleaned: dict[str, Any] = _clean(report)
+    cleaned: dict[str, Any] = json_safe(report)
     return cleaned
+
+
+def segment_section(results: Mapping[str, ModelResult], segmentations: Sequence[Segmentation],
+                    k: int, against: str | None, alpha: float) -> dict[str, Any]:
+    """Per segmentation: its note and one row per segment (headline metrics at ``k``)."""
+    metrics = [f"{m}@{k}" for m in HEADLINE]
+    return {seg.name: {"note": seg.note,
+                       "rows": segment_table(results, seg, metrics, against=against,
+                                             alpha=alpha)}
+            for seg in segmentations}
 
 
 def off_policy_section(root: str | Path | None, alpha: float = 0.05) -> dict[str, Any]:
@@ -240,7 +246,7 @@ def off_policy_section(root: str | Path | None, alpha: float = 0.05) -> dict[str
 
 def markdown_summary(report: Mapping[str, Any]) -> str:
     """The headline table (estimate [CI], difference vs the reference, p-value) in Markdown."""
-    from evaluation.report_html import fmt_value
+    from evaluation.report_html_base import fmt_value
 
     meta = report["meta"]
     k = meta["headline_k"]

@@ -7,15 +7,15 @@ comes from data, config or the manifest goes through :func:`html.escape`.
 
 from __future__ import annotations
 
-import html
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from evaluation import plots
+from evaluation.report_backtest import folds_html, spans_html, surfaces_html, verdict_html
+from evaluation.report_html_base import CSS, esc, fmt_value, table
+from evaluation.report_html_base import signed as _signed
 
-MONEY = ("revenue_per_rec", "revenue_per_user", "aov")
-BITS = ("novelty",)
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ranking, all purchased items", ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")),
     ("ranking, new-to-user items", ("new_precision", "new_recall", "new_ndcg", "new_map",
@@ -36,54 +36,6 @@ NOTES = {
     "ild_embedding": "1 - cosine of content embeddings, mean over pairs",
     "ild_category": "share of item pairs from different categories",
 }
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
-max-width:1180px;padding:1.2em 2em 4em;color:#1d1d1f;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:2em;border-bottom:2px solid #ddd;
-padding-bottom:.2em}h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.6em 0 1em;font-size:.86em}
-th,td{border:1px solid #d6d6d6;padding:.25em .55em;text-align:right;vertical-align:top}
-th{background:#f3f4f6}td.l,th.l{text-align:left}
-.ci{color:#555;font-size:.9em;white-space:nowrap}.cmp{display:block;font-size:.85em;color:#166534}
-.cmp.neg{color:#991b1b}.ns,.cmp.ns{color:#888}.tag{font-weight:600}
-.warn{background:#fff7e6;border:1px solid #f0c36d;padding:.5em 1em;border-radius:4px}
-.note{color:#555;font-size:.9em}pre{background:#f6f8fa;padding:1em;overflow:auto;
-font-size:.8em;max-height:40em}svg{max-width:100%;height:auto}
-nav a{margin-right:1em}
-"""
-
-
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def fmt_value(metric: str, value: float | int | None) -> str:
-    """A metric value for display: money with 2 decimals, bits with 2, rates with 4."""
-    if value is None:
-        return "–"
-    base = metric.split("@")[0].removeprefix("new_")
-    if base in MONEY or base in BITS:
-        return f"{value:,.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4f}"
-
-
-def _signed(metric: str, value: float) -> str:
-    return ("+" if value >= 0 else "") + fmt_value(metric, value)
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], *, id_: str | None = None,
-          left: int = 1) -> str:
-    """An HTML table of pre-escaped HTML cells; the first ``left`` columns are left-aligned."""
-    ident = f' id="{esc(id_)}"' if id_ else ""
-    head = "".join(f'<th class="l">{h}</th>' if i < left else f"<th>{h}</th>"
-                   for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>"
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
 
 def _figure(svg: str | None, what: str) -> str:
     if svg is None:
@@ -202,6 +154,10 @@ def _segments(report: Mapping[str, Any]) -> str:
                     if value is not None and t is not None and (
                             not t.get("tested") or not t["significant"]):
                         cell = f'<span class="ns">{cell} n.s.</span>'
+                    elif t is not None and t.get("tested"):
+                        mark = "" if t.get("significant_adjusted") else " (n.s. after BH)"
+                        cell += (f'<span class="cmp">p={t["p_value"]:.2g}, BH '
+                                 f'{t["p_adjusted"]:.2g}{mark}</span>')
                     cells.append(cell)
                 rows.append(cells)
         out.append(f"<h3>{esc(name)}</h3><p class=\"note\">{esc(seg['note'])}</p>"
@@ -213,7 +169,10 @@ def _segments(report: Mapping[str, Any]) -> str:
              "user counts add up to the total. ")
     if against:
         intro += (f"<b>n.s.</b>: not significantly different from {esc(against)} within the "
-                  f"segment (paired t-test; segments under 10 users are not tested).")
+                  f"segment (paired t-test; segments under 10 users are not tested). Beside "
+                  "each significant cell: its raw p-value and the Benjamini-Hochberg adjusted "
+                  "one over the whole table (a table runs dozens of tests, so some raw "
+                  "p-values fall under 0.05 by chance).")
     return intro + "</p>" + "".join(out)
 
 
@@ -256,59 +215,44 @@ def _ope(report: Mapping[str, Any]) -> str:
 def _training(report: Mapping[str, Any]) -> str:
     bundle = report.get("bundle") or {}
     curves = dict(bundle.get("curves") or {})
-    ranker = bundle.get("ranker") or {}
-    if ranker.get("history"):
-        curves["ranker"] = ranker["history"]
+    rankers = bundle.get("rankers") or {}
     best = dict(bundle.get("best_iteration") or {})
-    if ranker.get("best_iteration"):
-        best["ranker"] = ranker["best_iteration"]
+    for surface, ranker in rankers.items():
+        if ranker.get("history"):
+            curves[f"ranker {surface}"] = ranker["history"]
+            best[f"ranker {surface}"] = ranker.get("best_iteration")
     parts = [_figure(plots.learning_curves(curves, best), "learning curves"),
              '<p class="note">Metrics per iteration or epoch as recorded at '
-             "training (train loss dashed, right axis); the dotted line marks the iteration "
-             "kept in the bundle.</p>"]
+             "training on the holdout (train loss dashed, right axis); the dotted line marks "
+             "the iteration kept (the served parts are then refitted on every event for as "
+             "many).</p>"]
     valid = bundle.get("valid_metrics") or {}
     if valid:
         keys = sorted({m for v in valid.values() for m in v})
-        parts.append(table(["model", *(f"valid {esc(m)}" for m in keys), "best iteration"],
+        parts.append(table(["model", *(f"holdout {esc(m)}" for m in keys), "best iteration"],
                            [[esc(n), *(esc(fmt_value(m, v.get(m))) for m in keys),
                              esc(bundle.get("best_iteration", {}).get(n) or "–")]
                             for n, v in valid.items()]))
-    if ranker:
+    for surface, ranker in rankers.items():
         info = {k: v for k, v in ranker.items() if k not in ("history", "importances")}
-        parts.append("<h3>ranker</h3><pre>" + esc(json.dumps(info, indent=2)) + "</pre>")
+        parts.append(f"<h3>ranker: {esc(surface)}</h3><pre>"
+                     + esc(json.dumps(info, indent=2)) + "</pre>")
         imp = sorted((ranker.get("importances") or {}).items(), key=lambda kv: -kv[1])[:15]
         if imp:
             parts.append(table(["feature", "gain"], [[esc(f), f"{g:,.1f}"] for f, g in imp]))
     return "".join(parts)
 
 
-def _data(report: Mapping[str, Any]) -> str:
-    split = (report.get("bundle") or {}).get("split") or {}
-    if not split:
-        return '<p class="note">no split summary in the bundle manifest</p>'
-    rows = []
-    for name, p in split.get("parts", {}).items():
-        types = ", ".join(f"{t}={n:,}" for t, n in p.get("events_by_type", {}).items())
-        rows.append([esc(name), esc(p.get("start")), esc(p.get("end")), f'{p["events"]:,}',
-                     f'{p.get("share", 0):.1%}', f'{p["users"]:,}', f'{p["items"]:,}',
-                     f'{p.get("cold_user_share", 0):.1%}', f'{p.get("cold_item_share", 0):.1%}',
-                     esc(types)])
-    return (f'<p>valid from <b>{esc(split.get("valid_start"))}</b>, test from '
-            f'<b>{esc(split.get("test_start"))}</b></p>'
-            + table(["part", "start", "end", "events", "share", "users", "items", "cold users",
-                     "cold items", "events by type"], rows))
-
-
 def _header(report: Mapping[str, Any]) -> str:
     meta = report["meta"]
     rows = [
-        ("bundle", f'{meta.get("bundle_version", "?")} ({meta.get("bundle_dir", "?")})'),
         ("data", meta.get("data_dir", "?")),
-        ("window", f'{meta.get("window_start")} .. {meta.get("window_end") or "end of data"} '
-                   f'({meta.get("window_source", "")})'),
-        ("users", f'{meta["users"]:,} buyers in the window ({meta["returning_share"]:.1%} '
-                  "returning)" + (f', sampled with seed {meta["seed"]}'
-                                  if meta.get("max_users") else "")),
+        ("backtest", f'fitted on every event before {meta.get("window_start")}, scored on '
+                     f'purchases until {meta.get("window_end") or "the end of the data"}'
+                     + (f' ({len(meta["folds"])} folds)' if len(meta.get("folds", [])) > 1
+                        else "")),
+        ("users", f'{meta["users"]:,} shoppers with history who bought after the cutoff'
+                  + (f', sampled with seed {meta["seed"]}' if meta.get("max_users") else "")),
         ("models", ", ".join(meta["models"])),
         ("k", ", ".join(str(k) for k in meta["ks"])),
         ("generated", f'{meta.get("generated_at", "")} in {meta.get("seconds", "?")} s'),
@@ -323,7 +267,8 @@ def _header(report: Mapping[str, Any]) -> str:
 
 
 SECTIONS: tuple[tuple[str, str], ...] = (
-    ("summary", "Summary"), ("metrics", "All metrics"), ("curves", "Metrics by k"),
+    ("verdict", "Verdict"), ("surfaces", "Surfaces"), ("summary", "for_you in detail"),
+    ("metrics", "All metrics"), ("curves", "Metrics by k"),
     ("beyond", "Popularity bias and coverage"), ("segments", "Segments"),
     ("items", "Cold and warm items"), ("ope", "Off-policy validation"),
     ("training", "Learning curves"), ("data", "Data"), ("config", "Config"),
@@ -333,6 +278,8 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 def render(report: Mapping[str, Any]) -> str:
     """The whole page as a string (UTF-8, no external references)."""
     body = {
+        "verdict": verdict_html(report),
+        "surfaces": surfaces_html(report) + folds_html(report),
         "summary": _summary(report),
         "metrics": _metric_tables(report),
         "curves": _figure(plots.metric_curves(report["metrics"], report["meta"]["ks"]),
@@ -342,14 +289,14 @@ def render(report: Mapping[str, Any]) -> str:
         "items": _items(report),
         "ope": _ope(report),
         "training": _training(report),
-        "data": _data(report),
+        "data": spans_html(report),
         "config": "<pre>" + esc(json.dumps((report.get("bundle") or {}).get("config", {}),
                                            indent=2, sort_keys=True)) + "</pre>",
     }
     nav = "".join(f'<a href="#sec-{sid}">{esc(title)}</a>' for sid, title in SECTIONS)
     sections = "".join(f'<section id="sec-{sid}"><h2>{esc(title)}</h2>{body[sid]}</section>'
                        for sid, title in SECTIONS)
-    title = f'Offline evaluation: {report["meta"].get("bundle_version", "")}'
+    title = "Backtest report"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"

@@ -4,12 +4,14 @@ An average over all users hides the groups it fails: new shoppers, light users, 
 one part of the catalogue. Each :class:`Segmentation` gives every window user exactly one label
 (a partition, so segment sizes add up to the window's users); :func:`segment_table` then takes
 the per-user metric arrays of :class:`~evaluation.offline.ModelResult` and averages them within
-each segment, with a paired t-test of each model against the reference model per segment.
+each segment, with a paired t-test of each model against the reference model per segment, and
+Benjamini-Hochberg adjusted p-values across the table's tests (a table holds dozens).
 
 Segmentations (all point-in-time: they only use what was known at the window start, or the
 window's own events, never the evaluation lists):
 
-* ``user type``: new (no history before the window) vs returning;
+* ``repeat habit``: thirds of the shopper's repeat share before the window (explorers, mixed,
+  repeaters);
 * ``activity``: terciles of the number of history events before the window;
 * ``device``: the user's most frequent device in the window (when the data has devices);
 * ``category``: the user's main category in the window (most events), top 5, rest "other".
@@ -32,10 +34,13 @@ import numpy as np
 import pandas as pd
 
 from evaluation.bootstrap import paired_test
+from evaluation.multiple_testing import BH, adjust
 from evaluation.offline import EvalWindow, ModelResult
 from evaluation.ranking import ranking_metrics
 from recsys import columns as C
 from recsys.errors import DataError
+from recsys.history import PURCHASE
+from recsys.purchases import Baskets
 from recsys.recommender import HybridRecommender
 
 UNKNOWN = "unknown"
@@ -73,11 +78,31 @@ def _by_user(window: EvalWindow, events: pd.DataFrame, column: str) -> pd.Series
     return counts.drop_duplicates("u").set_index("u")["v"]
 
 
-def new_vs_returning(window: EvalWindow) -> Segmentation:
-    labels = np.where(window.returning, "returning", "new").astype(object)
-    order = tuple(x for x in ("new", "returning") if (labels == x).any())
-    return Segmentation("user type", labels, order,
-                        "new = no event before the window start")
+def repeat_habit(rec: HybridRecommender, window: EvalWindow) -> Segmentation:
+    """How much of each shopper's buying before the window re-bought earlier items: the
+    explorers, the mixed and the repeaters (thirds of the repeat share; ties stay together)."""
+    before = int(window.start.timestamp())
+    share = np.array([_repeat_share(rec, str(u), before) for u in window.users])
+    known = share[~np.isnan(share)]
+    if len(known) == 0:
+        return Segmentation("repeat habit", np.full(len(share), UNKNOWN, dtype=object),
+                            (UNKNOWN,))
+    q1, q2 = np.quantile(known, [1 / 3, 2 / 3], method="lower")
+    low, mid, high = (f"explorers (repeat share <= {q1:.0%})",
+                      f"mixed ({q1:.0%}-{q2:.0%})", f"repeaters (> {q2:.0%})")
+    labels = np.where(np.isnan(share), "no purchase before",
+                      np.where(share <= q1, low, np.where(share <= q2, mid, high)))
+    labels = labels.astype(object)
+    order = tuple(t for t in (low, mid, high, "no purchase before") if (labels == t).any())
+    return Segmentation("repeat habit", labels, order,
+                        "share of the shopper's earlier (item, basket) pairs that re-bought an "
+                        "item, in thirds")
+
+
+def _repeat_share(rec: HybridRecommender, user: str, before: int) -> float:
+    events = rec.history.slice(user, before=before)
+    bought = events.types == PURCHASE
+    return Baskets.of(events.items[bought], events.times[bought]).repeat_share
 
 
 def history_lengths(rec: HybridRecommender, window: EvalWindow) -> np.ndarray:
@@ -136,7 +161,7 @@ def category_segments(rec: HybridRecommender, window: EvalWindow, window_events:
 def user_segmentations(rec: HybridRecommender, window: EvalWindow, window_events: pd.DataFrame
                        ) -> tuple[list[Segmentation], list[str]]:
     """All user segmentations, and notes on the ones that could not be made."""
-    segs = [new_vs_returning(window), activity_tiers(rec, window)]
+    segs = [repeat_habit(rec, window), activity_tiers(rec, window)]
     notes = []
     device = device_segments(window, window_events)
     if device is None:
@@ -155,8 +180,10 @@ def segment_table(results: Mapping[str, ModelResult], seg: Segmentation,
                   metrics: Sequence[str], *, against: str | None = None,
                   alpha: float = 0.05) -> list[dict[str, object]]:
     """Per segment: users, each model's mean of each metric, and each model's paired t-test
-    against ``against`` (diff, p-value, significant) on the segment's users."""
+    against ``against`` (diff, p-value, significant) on the segment's users; ``p_adjusted`` and
+    ``significant_adjusted`` control the false discovery rate over the whole table (BH)."""
     out: list[dict[str, object]] = []
+    tested: list[dict[str, object]] = []
     for label in seg.order:
         rows = seg.rows(label)
         entry: dict[str, object] = {"segment": label, "users": int(len(rows))}
@@ -181,8 +208,12 @@ def segment_table(results: Mapping[str, ModelResult], seg: Segmentation,
                     t = paired_test(a, b, method="t", alpha=alpha)
                     tests[name][m] = {"tested": True, "diff": t.diff, "p_value": t.p_value,
                                       "significant": t.significant, "n": t.n}
+                    tested.append(tests[name][m])
         entry["tests"] = tests
         out.append(entry)
+    raw = [float(cell["p_value"]) for cell in tested]  # type: ignore[arg-type]
+    for cell, p in zip(tested, adjust(raw, BH), strict=True):
+        cell["p_adjusted"], cell["significant_adjusted"] = p, p is not None and p < alpha
     return out
 
 

@@ -80,7 +80,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from pipelines.recommend import recommend_batch
 
-    rows = recommend_batch(args.bundle, args.users, args.out, k=args.k, at=args.at)
+    rows = recommend_batch(args.bundle, args.users, args.out, k=args.k, at=args.at,
+                           surface=args.surface)
     print(f"wrote {rows:,} rows -> {args.out}")
 
 
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", required=True, help="file with one user id per line")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--at", help="recommend as of this time (ISO 8601; default: now)")
+    p.add_argument("--surface", default="for_you",
+                   help="the list to fill: for_you (default; repeats and discoveries as the "
+                   "ranker orders them), buy_again (only items bought before) or discover "
+                   "(only items new to the shopper)")
     p.add_argument("--out", required=True, help="CSV to write (user_id, rank, item_id, score)")
 
     from pipelines.cli_args import add_evaluate_arguments, add_gate_arguments

@@ -8,20 +8,22 @@ import argparse
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """The ``recsys evaluate`` arguments (for the CLI to call on its sub-parser)."""
     p.add_argument("--data", required=True, help="dataset directory")
-    p.add_argument("--bundle", required=True, help="bundle directory (recsys train --out)")
     p.add_argument("--report", required=True, help="output directory for report.html, "
                    "metrics.json and summary.md")
-    p.add_argument("--baselines", default="popularity,als,content",
-                   help="comma-separated baseline pipelines (default: popularity,als,content)")
+    p.add_argument("--cutoff", default=None,
+                   help="fit before this time, recommend at it, score after it (ISO time; "
+                   "default: the 85%% quantile of event time)")
+    p.add_argument("--folds", type=int, default=1,
+                   help="rolling cutoffs, each scoring the next 15%% of events (default 1)")
+    p.add_argument("--config", default=None,
+                   help="training config TOML (default: the built-in defaults)")
+    p.add_argument("--baselines", default=None,
+                   help="comma-separated baseline pipelines (default: buy_again_pop, ppop, "
+                   "tifu, itemknn, als, popularity, content)")
     p.add_argument("--k", default="5,10,20",
                    help="comma-separated cut-offs (default: 5,10,20)")
     p.add_argument("--max-users", type=int, default=None,
-                   help="sample at most N window buyers (seeded)")
-    p.add_argument("--against", default="popularity",
-                   help="reference model of the paired tests (default: popularity; 'none')")
-    p.add_argument("--start", default=None,
-                   help="window start, ISO time (default: the bundle's test split start)")
-    p.add_argument("--end", default=None, help="window end, ISO time, exclusive")
+                   help="sample at most N shoppers per fold (seeded)")
     p.add_argument("--seed", type=int, default=0, help="user sampling and bootstrap seed")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--open-bandit", default=None,
@@ -32,11 +34,12 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_gate_arguments(p: argparse.ArgumentParser) -> None:
     """The ``recsys gate`` arguments (for the CLI to call on its sub-parser)."""
-    p.add_argument("--candidate", required=True, help="bundle to deploy")
-    p.add_argument("--champion", required=True, help="bundle in production")
+    p.add_argument("--candidate", required=True,
+                   help="bundle (or training config .toml) to deploy")
+    p.add_argument("--champion", required=True, help="bundle (or config) in production")
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--rules", default=None,
                    help="gate rules TOML (default: built-in rules = configs/gate.toml)")
-    p.add_argument("--start", default=None,
-                   help="window start, ISO time (default: the champion's test split start)")
-    p.add_argument("--end", default=None, help="window end, ISO time, exclusive")
+    p.add_argument("--cutoff", default=None,
+                   help="the backtest's cutoff, ISO time (default: the 85%% quantile of event "
+                   "time)")

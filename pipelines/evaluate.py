@@ -1,15 +1,15 @@
-"""``recsys evaluate``: the analysts' offline report for a trained bundle.
+"""``recsys evaluate``: the analysts' backtest report.
 
-The hybrid and each baseline pipeline run through the same
-:class:`~recsys.recommender.HybridRecommender`
-(``rec.variant(name)``) for the same users: every buyer of the evaluation window (by default the
-bundle's test split, events at/after ``data.split.test_start`` in its manifest), asked as of the
-window start with the history the bundle holds. Output: ``report.html`` (self-contained),
-``metrics.json`` and ``summary.md`` in ``--report DIR``.
+At a cutoff (default: the 85% quantile of event time; ``--folds N`` for rolling cutoffs) the
+production pipeline fits on every event before it, recommends at it for the shoppers with
+history, and is scored on what they bought after it (:mod:`evaluation.backtest`), beside the
+strong simple baselines, on each surface. The report opens with the verdict: the best model and
+the hybrid's lift over the best baseline with a paired 95% interval. Output: ``report.html``
+(self-contained), ``metrics.json`` and ``summary.md`` in ``--report DIR``.
 
 Example::
 
-    recsys evaluate --data runs/demo/data --bundle runs/demo/bundle --report runs/demo/eval
+    recsys evaluate --data runs/demo/data --report runs/demo/report
 """
 
 from __future__ import annotations
@@ -23,204 +23,148 @@ from typing import Any
 
 import pandas as pd
 
-from evaluation.offline import EvalWindow, evaluate_pipelines, history_popularity, make_window
+from evaluation.backtest import DEFAULT_BASELINES, Fold, backtest, pooled
+from evaluation.offline import history_popularity
 from evaluation.report import (
     Uncertainty,
     build_report,
     headline_k,
+    intervals,
+    json_safe,
     off_policy_section,
+    segment_section,
     write_report,
 )
 from evaluation.segments import cold_warm_items, user_segmentations
-from recsys import columns as C
-from recsys.data.io import find_table
+from evaluation.verdict import verdict
+from recsys.config import TrainConfig, load_train_config
 from recsys.data.validate import load_dataset
-from recsys.errors import ConfigError, DataError
-from recsys.manifest import Manifest, fingerprint_files
-from recsys.recommender import HybridRecommender
+from recsys.errors import ConfigError
+from recsys.manifest import FitReport
+from recsys.sources import pipeline_names
 from recsys.threads import set_thread_policy
 
-DEFAULT_BASELINES: tuple[str, ...] = ("popularity", "als", "content")
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
 OPEN_BANDIT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "open_bandit"
 
-WindowSpec = tuple[str | pd.Timestamp, str | pd.Timestamp | None]
 
-
-def _utc(value: str | pd.Timestamp) -> pd.Timestamp:
+def utc(value: str | pd.Timestamp, what: str = "cutoff") -> pd.Timestamp:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"window: cannot parse time {value!r} ({exc})") from None
+        raise ConfigError(f"{what}: cannot parse time {value!r} ({exc})") from None
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def resolve_window(manifest: Manifest, window: WindowSpec | None
-                   ) -> tuple[pd.Timestamp, pd.Timestamp | None, str]:
-    """(start, end or None, where it came from); the default is the bundle's test split."""
-    if window is not None:
-        start, end = _utc(window[0]), None if window[1] is None else _utc(window[1])
-        if end is not None and end <= start:
-            raise ConfigError(f"window: end {end} is not after start {start}")
-        return start, end, "given"
-    if manifest.data.test_start is None:
-        raise DataError("the bundle was trained on every event (no test split); give the "
-                        "window explicitly")
-    return _utc(manifest.data.test_start), None, "the bundle's test split"
-
-
-def window_events(events: pd.DataFrame, items: pd.DataFrame, start: pd.Timestamp,
-                  end: pd.Timestamp | None) -> pd.DataFrame:
-    """Events in [start, end), with missing purchase prices filled from the catalogue (revenue
-    needs a price on every attributed purchase)."""
-    ts = events[C.TIMESTAMP]
-    mask = ts >= start if end is None else (ts >= start) & (ts < end)
-    out = events.loc[mask].copy()
-    if out[C.PRICE].isna().any():
-        catalog = items.set_index(items[C.ITEM_ID].astype(str))[C.PRICE]
-        fill = out[C.ITEM_ID].astype(str).map(catalog).astype(float)
-        out[C.PRICE] = out[C.PRICE].astype(float).fillna(fill)
-    return out.reset_index(drop=True)
-
-
-def load_window(rec: HybridRecommender, events: pd.DataFrame, start: pd.Timestamp, *,
-                max_users: int | None = None, seed: int = 0,
-                users: Sequence[str] | None = None) -> EvalWindow:
-    """The evaluation window for ``rec``; ``users`` restricts it to those external ids (so two
-    bundles are scored on the same people)."""
-    if users is not None:
-        events = events[events[C.USER_ID].astype(str).isin(set(map(str, users)))]
-    window = make_window(rec, events, start=start, max_users=max_users, seed=seed)
-    if len(window.users) < 2:
-        raise DataError(f"evaluation window from {start} has {len(window.users)} buyer(s) with "
-                        "known items; need at least 2 (a later split or more data)")
-    return window
-
-
-def bundle_record(manifest: Manifest, rec: HybridRecommender) -> dict[str, Any]:
-    """What the report shows about the bundle: split, config, learning curves, ranker."""
-    ranker = manifest.ranker.model_dump() if manifest.ranker is not None else {}
+def fit_record(report: FitReport | None) -> dict[str, Any]:
+    """What the report shows about the (last fold's) fit: config, curves, rankers, spans."""
+    if report is None:
+        return {}
     return {
-        "version": manifest.version,
-        "created_at": manifest.created_at.isoformat(),
-        "split": manifest.data.split,
-        "validation": manifest.data.validation,
-        "config": manifest.config,
-        "timings_seconds": manifest.timings_seconds,
-        "curves": {n: m.curve for n, m in manifest.models.items()},
-        "valid_metrics": {n: m.valid_metrics for n, m in manifest.models.items()},
-        "best_iteration": {n: m.best_iteration for n, m in manifest.models.items()},
-        "ranker": ranker,
+        "data": report.data.model_dump(mode="json"),
+        "config": report.config,
+        "timings_seconds": report.timings_seconds,
+        "curves": {n: m.curve for n, m in report.models.items()},
+        "valid_metrics": {n: m.valid_metrics for n, m in report.models.items()},
+        "best_iteration": {n: m.best_iteration for n, m in report.models.items()},
+        "rankers": {s: r.model_dump() for s, r in report.rankers.items()},
     }
 
 
-def _check_names(baselines: Sequence[str], ks: Sequence[int], against: str | None,
-                 rec: HybridRecommender) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    pipelines = rec.pipelines
-    unknown = [b for b in baselines if b not in pipelines or b == "hybrid"]
+def evaluate(data_dir: str | Path, *, report_dir: str | Path, config: TrainConfig | None = None,
+             cutoff: str | pd.Timestamp | None = None, folds: int = 1,
+             baselines: Sequence[str] = DEFAULT_BASELINES, ks: Sequence[int] = DEFAULT_KS,
+             max_users: int | None = None, seed: int = 0, n_resamples: int = 2000,
+             alpha: float = 0.05, open_bandit: str | Path | None = OPEN_BANDIT,
+             progress: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Backtest the hybrid and ``baselines`` on ``data_dir``; write the report; return it (the
+    content of ``metrics.json``)."""
+    started = time.perf_counter()
+    if "hybrid" in baselines:
+        raise ConfigError("--baselines: 'hybrid' is always evaluated; name the others")
+    unknown = [b for b in baselines if b not in pipeline_names()]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {unknown} (expected some of "
-                          f"{', '.join(p for p in pipelines if p != 'hybrid')})")
-    bad = [k for k in ks if not 1 <= int(k) <= rec.config.max_k]
-    if not ks or bad:
-        raise ConfigError(f"k values must be in 1..{rec.config.max_k}, got {list(ks)}")
-    models = ("hybrid", *dict.fromkeys(baselines))
-    if against is not None and against not in models:
-        if against not in pipelines:
-            raise ConfigError(f"--against {against!r}: expected one of {', '.join(pipelines)}")
-        models = (*models, against)   # the reference of the paired tests is always evaluated
-    return models, tuple(sorted({int(k) for k in ks}))
-
-
-def evaluate(data_dir: str | Path, bundle_dir: str | Path, *,
-             baselines: Sequence[str] = DEFAULT_BASELINES, ks: Sequence[int] = DEFAULT_KS,
-             report_dir: str | Path, window: WindowSpec | None = None,
-             max_users: int | None = None, seed: int = 0, against: str | None = "popularity",
-             n_resamples: int = 2000, alpha: float = 0.05,
-             open_bandit: str | Path | None = OPEN_BANDIT, progress: bool = False,
-             quiet: bool = False) -> dict[str, Any]:
-    """Evaluate the hybrid and ``baselines`` of the bundle on ``data_dir``; write the report.
-
-    Returns the report dict (the content of ``metrics.json``).
-    """
-    set_thread_policy("serve")   # per-request code path, as in serving: no thread fights
-    started = time.perf_counter()
-    stages: dict[str, float] = {}
-
-    def lap(stage: str, since: float) -> float:
-        now = time.perf_counter()
-        stages[stage] = round(now - since, 3)
-        return now
-
-    rec = HybridRecommender.load(bundle_dir)
-    assert rec.manifest is not None
-    manifest = rec.manifest
-    models, ks = _check_names(baselines, ks, against, rec)
+                          f"{', '.join(p for p in pipeline_names() if p != 'hybrid')})")
+    if not ks or any(not 1 <= int(k) <= 100 for k in ks):
+        raise ConfigError(f"k values must be in 1..100, got {list(ks)}")
+    ks = tuple(sorted({int(k) for k in ks}))
     if max_users is not None and max_users < 2:
         raise ConfigError(f"max_users must be >= 2, got {max_users}")
+    config = config or TrainConfig()
     dataset = load_dataset(data_dir)
-    warnings: list[str] = []
-    current = fingerprint_files([find_table(data_dir, "events"), find_table(data_dir, "items")])
-    if manifest.data.fingerprint != current:
-        warnings.append(f"{data_dir} is not the data the bundle was trained on (fingerprint "
-                        "differs); fine for a newer export, misleading otherwise")
-    t = lap("load", started)
-    start, end, source = resolve_window(manifest, window)
-    test_start = manifest.data.test_start
-    if test_start is not None and start < _utc(test_start):
-        warnings.append(f"the window starts before the bundle's test split ({test_start}): "
-                        "models saw part of it in training, so metrics are optimistic")
-    events = window_events(dataset.events, dataset.items, start, end)
-    w = load_window(rec, events, start, max_users=max_users, seed=seed)
-    share = history_popularity(rec, w.start)
-    t = lap("window", t)
-    if not quiet:
-        print(f"evaluate: {len(w.users):,} users from {start} ({source}); models "
-              f"{', '.join(models)}; k = {', '.join(map(str, ks))}", flush=True)
-    results = evaluate_pipelines(rec, w, models, ks, share=share, progress=progress)
-    t = lap("recommend_and_metrics", t)
-    stages["recommend"] = round(sum(r.seconds for r in results.values()), 3)
-    segs, notes = user_segmentations(rec, w, events)
-    k = headline_k(ks)
-    cold_warm = cold_warm_items(rec, w, results, k)
-    t = lap("segments", t)
-    ope = off_policy_section(open_bandit, alpha)
-    t = lap("off_policy", t)
-    meta = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "bundle_dir": str(bundle_dir), "bundle_version": manifest.version,
-            "data_dir": str(data_dir), "window_end": None if end is None else end.isoformat(),
-            "window_source": source, "max_users": max_users, "warnings": warnings}
-    report = build_report(results, w, ks=ks, against=against, segmentations=segs,
-                          segment_notes=notes, cold_warm=cold_warm, share=share, ope=ope,
-                          bundle=bundle_record(manifest, rec), meta=meta,
-                          uncertainty=Uncertainty(alpha, n_resamples, seed))
-    lap("intervals_and_tests", t)
-    # timings up to here (writing the files is not in them: metrics.json == the returned dict)
-    report["meta"]["stage_seconds"] = stages
+    say = None if quiet else (lambda message: print(message, flush=True))
+    models = ("hybrid", *dict.fromkeys(baselines))
+    folds = backtest(dataset, config, cutoff=None if cutoff is None else utc(cutoff),
+                     folds=folds, models=models, ks=ks, max_users=max_users, seed=seed,
+                     progress=progress, log=say)
+    set_thread_policy("serve")
+    report = build_backtest_report(folds, ks, Uncertainty(alpha, n_resamples, seed),
+                                   open_bandit, data_dir, max_users)
     report["meta"]["seconds"] = round(time.perf_counter() - started, 2)
     paths = write_report(report, report_dir)
     if not quiet:
+        print(report["verdict"]["sentence"])
         _print_summary(report)
         print(f"report -> {paths['html']} ({report['meta']['seconds']:.1f}s)")
     return report
 
 
+def build_backtest_report(folds: list[Fold], ks: tuple[int, ...], u: Uncertainty,
+                          open_bandit: str | Path | None, data_dir: str | Path,
+                          max_users: int | None) -> dict[str, Any]:
+    """Pooled results (for_you in the main tables, every surface in the verdict and its own
+    tables); segments, items and the fit record from the last fold."""
+    window, results = pooled(folds)
+    k = headline_k(ks)
+    v = verdict(results, k, n_resamples=u.n_resamples, alpha=u.alpha, seed=u.seed)
+    against = v["surfaces"]["for_you"]["best_baseline"]
+    last = folds[-1]
+    segs, notes = user_segmentations(last.rec, last.window, last.events)
+    share = history_popularity(last.rec, last.start)
+    meta = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data_dir": str(data_dir), "max_users": max_users,
+            "window_source": "backtest", "window_end": None if last.end is None
+            else last.end.isoformat(),
+            "folds": [{"start": f.start.isoformat(), "end": None if f.end is None
+                       else f.end.isoformat(), "users": len(f.window.users),
+                       "ndcg": {n: r.means()[f"ndcg@{k}"] for n, r in f.results["for_you"]
+                                .items()}, "seconds": f.seconds} for f in folds],
+            "segments_from": "the last fold" if len(folds) > 1 else "the window"}
+    report = build_report(results["for_you"], window, ks=ks, against=against,
+                          segmentations=segs if len(folds) == 1 else [],
+                          segment_notes=notes, cold_warm=cold_warm_items(
+                              last.rec, last.window, last.results["for_you"], k),
+                          share=share, ope=off_policy_section(open_bandit, u.alpha),
+                          bundle=fit_record(last.rec.report), meta=meta, uncertainty=u)
+    if len(folds) > 1:   # segments describe one fold's shoppers: computed on the last
+        report["segments"] = segment_section(last.results["for_you"], segs, k, against,
+                                             u.alpha)
+    report["verdict"] = v
+    report["surfaces"] = {}
+    for surface, by_model in results.items():
+        headline, comparisons = intervals(by_model, k, against, u)
+        report["surfaces"][surface] = {"headline": headline, "comparisons": comparisons,
+                                       "metrics": {n: r.means() for n, r in by_model.items()}}
+    cleaned: dict[str, Any] = json_safe(report)
+    return cleaned
+
+
 def _print_summary(report: dict[str, Any]) -> None:
     k = report["meta"]["headline_k"]
-    for name, values in report["headline"].items():
-        parts = []
-        for metric in (f"ndcg@{k}", f"recall@{k}", f"revenue_per_rec@{k}", f"coverage@{k}"):
-            v = values.get(metric, {})
-            if v.get("estimate") is None:
-                continue
-            text = f"{metric}={v['estimate']:.4f}"
-            if v.get("low") is not None:
-                text += f" [{v['low']:.4f}, {v['high']:.4f}]"
-            cmp = report["comparisons"].get(name, {}).get(metric)
-            if cmp is not None and not cmp["significant"]:
-                text += " (n.s.)"
-            parts.append(text)
-        print(f"{name:>10}: " + "; ".join(parts))
+    for surface, data in report["surfaces"].items():
+        print(f"[{surface}]")
+        for name, values in data["headline"].items():
+            parts = []
+            for metric in (f"ndcg@{k}", f"recall@{k}", f"revenue_per_rec@{k}"):
+                v = values.get(metric, {})
+                if v.get("estimate") is None:
+                    continue
+                text = f"{metric}={v['estimate']:.4f}"
+                if v.get("low") is not None:
+                    text += f" [{v['low']:.4f}, {v['high']:.4f}]"
+                parts.append(text)
+            print(f"  {name:>14}: " + "; ".join(parts))
 
 
 def parse_list(text: str | None, what: str) -> tuple[str, ...]:
@@ -243,19 +187,13 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-def window_arg(start: str | None, end: str | None) -> WindowSpec | None:
-    if start is None and end is not None:
-        raise ConfigError("--end needs --start")
-    return None if start is None else (start, end)
-
-
 def evaluate_command(args: argparse.Namespace) -> None:
-    """CLI wrapper: ``recsys evaluate --data DIR --bundle B --report DIR [--baselines ...]
-    [--k 5,10,20] [--max-users N] [--against NAME] [--start T --end T] [--seed S]
+    """CLI wrapper: ``recsys evaluate --data DIR --report DIR [--cutoff T] [--folds N]
+    [--config FILE] [--baselines ...] [--k 5,10,20] [--max-users N] [--seed S]
     [--resamples N] [--open-bandit DIR] [--progress]``."""
-    against = None if args.against in ("", "none") else args.against
-    evaluate(args.data, args.bundle, baselines=parse_list(args.baselines, "--baselines"),
-             ks=parse_ks(args.k), report_dir=args.report,
-             window=window_arg(args.start, args.end), max_users=args.max_users,
-             seed=args.seed, against=against, n_resamples=args.resamples,
+    evaluate(args.data, report_dir=args.report, config=load_train_config(args.config),
+             cutoff=args.cutoff, folds=args.folds,
+             baselines=(parse_list(args.baselines, "--baselines") if args.baselines is not None
+                        else DEFAULT_BASELINES), ks=parse_ks(args.k),
+             max_users=args.max_users, seed=args.seed, n_resamples=args.resamples,
              open_bandit=args.open_bandit or OPEN_BANDIT, progress=args.progress)

@@ -1,9 +1,16 @@
-"""``recsys gate``: evaluate a candidate bundle against the champion and pass or fail it.
+"""``recsys gate``: backtest a candidate against the champion and pass or fail it.
 
-Both bundles' deployed pipeline (``hybrid`` by default) are scored on the same window (the
-champion's test split unless given) and the same users (the window's buyers known to both), then
-the rules of ``configs/gate.toml`` are applied (:mod:`evaluation.gate`). One line per rule is
-printed; the exit code is 0 when every rule passes, 1 otherwise.
+Both sides are scored on the same window (the backtest's, default: the latest 15% of events)
+and the same shoppers, through the same code as ``recsys evaluate``
+(:mod:`evaluation.backtest`). A side is a bundle or a training config file:
+
+* a bundle whose data ends before the window is scored as it is (it never saw the window);
+* otherwise (a newer bundle, or a config) its config is fitted on the events before the
+  window, as production would have fitted it then.
+
+Then the rules of ``configs/gate.toml`` are applied to the deployed pipeline's ``for_you``
+lists (:mod:`evaluation.gate`). One line per rule is printed; the exit code is 0 when every rule
+passes, 1 otherwise.
 
 Example::
 
@@ -16,49 +23,66 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from evaluation.backtest import cutoffs, run_fold, score_bundle
 from evaluation.gate import GateOutcome, GateRules, check_gate
-from evaluation.offline import evaluate_pipelines, subset_window
-from pipelines.evaluate import WindowSpec, load_window, resolve_window, window_arg, window_events
+from evaluation.offline import ModelResult, subset_results
+from pipelines.evaluate import utc
+from recsys.config import TrainConfig, load_train_config
 from recsys.configfile import load_config
-from recsys.data.validate import load_dataset
-from recsys.errors import DataError
-from recsys.recommender import HybridRecommender
+from recsys.data.validate import Dataset, load_dataset
+from recsys.errors import ConfigError, DataError
+from recsys.manifest import MANIFEST, read_manifest
 from recsys.threads import set_thread_policy
 
 
-def gate(candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, *,
-         rules: GateRules | str | Path | None = None, window: WindowSpec | None = None,
+def side(path: str | Path, dataset: Dataset, start: pd.Timestamp, end: pd.Timestamp | None,
+         rules: GateRules) -> tuple[str, ModelResult, np.ndarray, int]:
+    """How one side is scored, its result and its window's shoppers."""
+    path = Path(path)
+    ks = rules.ks()
+    models = (rules.pipeline,)
+    if (path / MANIFEST).is_file():
+        manifest = read_manifest(path)
+        seen = manifest.data.spans.get("history")
+        if seen is not None and seen.end is not None and seen.end <= start:
+            fold = score_bundle(path, dataset, start, end, models, ks,
+                                max_users=rules.max_users, seed=rules.seed)
+            return ("the bundle as it is", fold.results["for_you"][rules.pipeline],
+                    fold.window.users, len(fold.rec.items))
+        config = TrainConfig.model_validate(manifest.config)
+        how = "its config refitted before the window"
+    elif path.suffix == ".toml":
+        config, how = load_train_config(str(path)), "the config fitted before the window"
+    else:
+        raise ConfigError(f"{path}: neither a bundle (no {MANIFEST}) nor a .toml config")
+    fold = run_fold(dataset, start, end, config, models, ks, max_users=rules.max_users,
+                    seed=rules.seed)
+    return how, fold.results["for_you"][rules.pipeline], fold.window.users, len(fold.rec.items)
+
+
+def gate(candidate: str | Path, champion: str | Path, data_dir: str | Path, *,
+         rules: GateRules | str | Path | None = None, cutoff: str | None = None,
          quiet: bool = False) -> GateOutcome:
-    """Score both bundles on the same users and apply the gate rules (default: the built-in
+    """Score both sides on the same shoppers and apply the gate rules (default: the built-in
     rules, which ``configs/gate.toml`` spells out)."""
-    set_thread_policy("serve")
     if not isinstance(rules, GateRules):
         rules = load_config(GateRules, rules)
-    champion = HybridRecommender.load(champion_dir)
-    candidate = HybridRecommender.load(candidate_dir)
-    assert champion.manifest is not None
     dataset = load_dataset(data_dir)
-    start, end, source = resolve_window(champion.manifest, window)
-    events = window_events(dataset.events, dataset.items, start, end)
-    w_champion = load_window(champion, events, start, max_users=rules.max_users,
-                             seed=rules.seed)
-    w_candidate = load_window(candidate, events, start, users=list(w_champion.users))
-    common = np.intersect1d(w_champion.users.astype(str), w_candidate.users.astype(str))
+    (start, end), = cutoffs(dataset.events, None if cutoff is None else utc(cutoff))
+    how_c, cand, users_c, n_items = side(candidate, dataset, start, end, rules)
+    how_h, champ, users_h, _ = side(champion, dataset, start, end, rules)
+    set_thread_policy("serve")
+    common = np.intersect1d(users_c.astype(str), users_h.astype(str))
     if len(common) < 2:
-        raise DataError(f"gate: {len(common)} window user(s) known to both bundles; need >= 2")
-    w_champion = subset_window(w_champion, np.searchsorted(w_champion.users.astype(str), common))
-    w_candidate = subset_window(w_candidate,
-                                np.searchsorted(w_candidate.users.astype(str), common))
+        raise DataError(f"gate: {len(common)} shopper(s) in both windows; need >= 2")
+    cand = subset_results(cand, np.searchsorted(users_c.astype(str), common), n_items)
+    champ = subset_results(champ, np.searchsorted(users_h.astype(str), common), n_items)
     if not quiet:
-        print(f"gate: {len(common):,} users from {start} ({source}); pipeline {rules.pipeline}",
-              flush=True)
-    needs_serendipity = any(m.startswith("serendipity@") for m in rules.metrics())
-    ks = rules.ks()
-    results = [evaluate_pipelines(rec, w, (rules.pipeline,), ks, serendipity=needs_serendipity)
-               [rules.pipeline] for rec, w in ((candidate, w_candidate),
-                                               (champion, w_champion))]
-    outcome = check_gate(results[0], results[1], rules)
+        print(f"gate: {len(common):,} shoppers from {start}; candidate: {how_c}; champion: "
+              f"{how_h}; pipeline {rules.pipeline}", flush=True)
+    outcome = check_gate(cand, champ, rules)
     if not quiet:
         for line in outcome.lines():
             print(line)
@@ -67,7 +91,7 @@ def gate(candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Pa
 
 def gate_command(args: argparse.Namespace) -> int:
     """CLI wrapper: ``recsys gate --candidate B1 --champion B0 --data DIR [--rules FILE]
-    [--start T --end T]``; returns the exit code (0 pass, 1 fail)."""
+    [--cutoff T]``; returns the exit code (0 pass, 1 fail)."""
     outcome = gate(args.candidate, args.champion, args.data, rules=args.rules,
-                   window=window_arg(args.start, args.end))
+                   cutoff=args.cutoff)
     return outcome.exit_code

@@ -9,7 +9,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from recsys.errors import DataError
-from recsys.recommender import HybridRecommender, Request
+from recsys.recommender import SURFACES, HybridRecommender, Request
 from recsys.threads import set_thread_policy
 
 
@@ -28,10 +28,13 @@ def read_users(path: str | Path) -> list[str]:
 
 
 def recommend_batch(bundle: str | Path, users_file: str | Path, out: str | Path, *, k: int = 10,
-                    at: str | None = None, progress: bool = True) -> int:
+                    at: str | None = None, surface: str = "for_you",
+                    progress: bool = True) -> int:
     """Write ``user_id, rank, item_id, score`` rows; returns the number of rows written."""
     if not 1 <= k <= 100:
         raise DataError(f"--k {k} (expected 1..100)")
+    if surface not in SURFACES:
+        raise DataError(f"--surface {surface!r} (expected one of {', '.join(SURFACES)})")
     set_thread_policy("serve")
     rec = HybridRecommender.load(bundle)
     timestamp = None
@@ -47,8 +50,8 @@ def recommend_batch(bundle: str | Path, users_file: str | Path, out: str | Path,
         writer = csv.writer(fh)
         writer.writerow(["user_id", "rank", "item_id", "score"])
         for user in tqdm(users, disable=not progress, desc="recommend", mininterval=2.0):
-            response = rec.recommend(Request(user_id=user, timestamp=timestamp, k=k),
-                                     explain=False)
+            response = rec.recommend(Request(user_id=user, timestamp=timestamp, k=k,
+                                             surface=surface), explain=False)
             for item in response.items:
                 writer.writerow([user, item.rank, item.item_id, f"{item.score:.6f}"])
                 rows += 1

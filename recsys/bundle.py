@@ -10,8 +10,9 @@ Layout of a bundle directory (each part writes through :mod:`recsys.persist`)::
     history/                   the per-user event history served from
     models/{popularity,als,content}/   the first-stage models
     spaces/{cf,content}/       FAISS indexes over the models' item vectors
-    sources/<name>/            state a source fitted itself (co-purchase)
-    ranker/                    LightGBM text model + its feature list
+    repeat/                    how items are re-bought across shoppers
+    sources/<name>/            state a source fitted itself (co-purchase, TIFU, item-kNN)
+    rankers/<surface>/         LightGBM text model + its feature list, per surface
 
 Nothing is unpickled on load. :func:`load_bundle` validates the manifest, verifies every
 checksum before reading a byte of model data, and refuses a bundle whose feature list is not
@@ -54,6 +55,7 @@ from recsys.persist import (
     write_arrays,
     write_meta,
 )
+from recsys.purchases import RepeatStats
 from recsys.sources import build_sources
 from recsys.sources.base import Parts
 from recsys.space import Space
@@ -94,6 +96,7 @@ def save_bundle(rec: HybridRecommender, out: str | Path) -> Manifest:
         write_arrays(d, "users", rec.users.to_arrays("user"))])
     part("catalog", parts.catalog.save)
     part("history", rec.history.save)
+    part("repeat", parts.repeat.save)
     models = {"popularity": parts.popularity, "als": parts.spaces["cf"].model,
               "content": parts.spaces["content"].model}
     for name, model in models.items():
@@ -105,8 +108,8 @@ def save_bundle(rec: HybridRecommender, out: str | Path) -> Manifest:
         if not files[f"sources/{name}"]:
             del files[f"sources/{name}"]
             written.rmdir()
-    if rec.ranker is not None:
-        part("ranker", rec.ranker.save)
+    for surface, ranker in rec.rankers.items():
+        part(f"rankers/{surface}", ranker.save)
     created = datetime.now(UTC)
     checksums = {f: sha256_file(out / f) for fs in files.values() for f in fs}
     report = rec.report
@@ -114,7 +117,7 @@ def save_bundle(rec: HybridRecommender, out: str | Path) -> Manifest:
         schema_version=SCHEMA_VERSION, version=version_id(created, checksums),
         created_at=created, libraries=library_versions(), data=report.data,
         config=report.config, timings_seconds=report.timings_seconds, models=report.models,
-        ranker=report.ranker,
+        rankers=report.rankers,
         retrieval={n: s.build_info for n, s in parts.spaces.items()},
         sources=list(rec.sources), features=list(rec.features.names), files=files,
         checksums=checksums)
@@ -142,7 +145,8 @@ def load_bundle(directory: str | Path) -> HybridRecommender:
         model = models[model_name]
         assert isinstance(model, MFModel | ContentModel)
         spaces[name] = Space.load(directory / "spaces" / name, name, model)
-    parts = Parts(Catalog.load(directory / "catalog"), popularity, spaces)
+    parts = Parts(Catalog.load(directory / "catalog"), popularity, spaces,
+                  RepeatStats.load(directory / "repeat"))
     _check_sizes(directory, parts)
     names = tuple(field(meta, "sources", path))
     if names != config.enabled_sources:
@@ -152,7 +156,8 @@ def load_bundle(directory: str | Path) -> HybridRecommender:
     for name, source in sources.items():
         if f"sources/{name}" in manifest.files:
             source.load_state(directory / "sources" / name)
-    ranker = Ranker.load(directory / "ranker") if "ranker" in manifest.files else None
+    rankers = {part.split("/", 1)[1]: Ranker.load(directory / part)
+               for part in manifest.files if part.startswith("rankers/")}
     rec = HybridRecommender(
         parts=parts, history=HistoryIndex.load(directory / "history"), users=users,
         type_weights=np.asarray(field(meta, "type_weights", path), dtype=np.float32),
@@ -161,8 +166,8 @@ def load_bundle(directory: str | Path) -> HybridRecommender:
         raise BundleError(f"{directory / MANIFEST}: the bundle's features differ from the ones "
                           f"this version of recsys computes ({_diff(manifest.features, rec)}); "
                           f"retrain with this version")
-    if ranker is not None:
-        rec.set_ranker(ranker)
+    for surface, ranker in rankers.items():
+        rec.set_ranker(ranker, surface)
     return rec
 
 
@@ -175,7 +180,7 @@ def _diff(features: list[str], rec: HybridRecommender) -> str:
 def _check_sizes(directory: Path, parts: Parts) -> None:
     """Every per-item part must describe the catalog's items."""
     n = len(parts.catalog)
-    sizes = {"models/popularity": parts.popularity.n_items,
+    sizes = {"models/popularity": parts.popularity.n_items, "repeat": len(parts.repeat.buyers),
              **{f"spaces/{name}": len(space.vectors) for name, space in parts.spaces.items()}}
     for name, size in sizes.items():
         if size != n:

@@ -14,7 +14,6 @@ from pydantic import Field, SerializeAsAny, field_validator
 from recsys import columns as C
 from recsys.configfile import StrictModel, load_config
 from recsys.data.interactions import InteractionConfig
-from recsys.data.split import SplitConfig
 from recsys.models.content import ContentConfig
 from recsys.models.mf import MFConfig
 from recsys.models.popularity import PopularityConfig
@@ -28,7 +27,8 @@ from recsys.sources.base import SourceConfig
 # source is one file in recsys/sources/ plus its name here (or in a config file's
 # [hybrid.sources.NAME] table).
 DEFAULT_SOURCES: tuple[str, ...] = ("cf", "content", "i2i_cf", "i2i_content", "copurchase",
-                                    "buyagain", "popular", "trending", "popular_cat")
+                                    "itemknn", "repeat", "ppop", "tifu", "popular", "trending",
+                                    "seasonal", "popular_cat")
 
 
 class HybridConfig(StrictModel):
@@ -72,9 +72,13 @@ class HybridConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """Everything ``HybridRecommender.fit`` needs besides the data."""
+    """Everything ``HybridRecommender.fit`` needs besides the data (see :mod:`recsys.fit`)."""
 
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    # the latest share of events: early stopping and the rankers' training window (what
+    # shoppers did next); the served parts are then fitted again on every event
+    holdout: float = Field(0.15, gt=0, lt=1)
+    # False: serve the parts fitted before the holdout (faster; misses the latest weeks)
+    refit: bool = True
     interactions: InteractionConfig = Field(default_factory=InteractionConfig)
     # which held-out events count as relevant for early stopping and model selection: clicks and
     # beyond say more about what a shopper wants than a passing view
@@ -83,8 +87,15 @@ class TrainConfig(StrictModel):
     mf: MFConfig = Field(default_factory=MFConfig)
     content: ContentConfig = Field(default_factory=ContentConfig)
     hybrid: HybridConfig = Field(default_factory=HybridConfig)
-    # sampled sessions of the ranker's window that train it (bounds training time)
+    # queries the rankers learn from, at most (horizon queries first; bounds training time)
     ranker_queries: int = Field(20000, ge=10)
+    # instants in the holdout's first half at which every active shopper is asked (more
+    # queries from one window; later instants see parts a little older than the query)
+    ranker_cutoffs: int = Field(1, ge=1)
+    # windows the rankers learn from: the holdout, and as many windows of the same length
+    # before it, each with first-stage parts fitted on the events before it (one more
+    # first-stage fit per window)
+    ranker_windows: int = Field(1, ge=1)
     # a training query's session context keeps its last this-many views (a product page
     # shows a short recently-viewed strip)
     ranker_context_views: int = Field(20, ge=0)

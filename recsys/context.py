@@ -17,6 +17,7 @@ import pandas as pd
 from recsys import columns as C
 from recsys.history import TYPE_CODE, UserEvents
 from recsys.pool import unique_inverse
+from recsys.purchases import Baskets
 from recsys.rules import Filters
 
 PURCHASE = TYPE_CODE[C.PURCHASE]
@@ -35,6 +36,7 @@ class Request:
     recent_views: tuple[str, ...] = ()
     k: int = 10
     filters: Filters = field(default_factory=Filters)
+    surface: str = "for_you"        # for_you | buy_again | discover
 
 
 @dataclass
@@ -78,6 +80,11 @@ class Context:
     @cached_property
     def purchase_times(self) -> np.ndarray:
         return self.history.times[self.history.types == PURCHASE]
+
+    @cached_property
+    def baskets(self) -> Baskets:
+        """The shopper's purchases by item and basket (repeat sources and features share it)."""
+        return Baskets.of(self.purchased, self.purchase_times)
 
     def where(self, item: int) -> str:
         """Where a context or history item sits, for a reason: 'in your cart', ..."""

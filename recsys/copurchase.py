@@ -17,8 +17,8 @@ from pydantic import Field
 
 from recsys import columns as C
 from recsys.configfile import StrictModel
-from recsys.persist import read_arrays, read_meta, reading, write_arrays, write_meta
-from recsys.pool import unique_inverse
+from recsys.neighbours import spread
+from recsys.persist import read_csr, read_meta, write_csr, write_meta
 
 KIND = "copurchase"
 FORMAT_VERSION = 1
@@ -61,7 +61,7 @@ class CoPurchase:
         counts = np.asarray(baskets.sum(axis=0)).ravel()
         norm = np.sqrt(np.maximum(counts, 1.0))
         co = sp.diags(1.0 / norm) @ co @ sp.diags(1.0 / norm)
-        self.neighbours_ = _top_n_per_row(co.tocsr().astype(np.float32), self.config.neighbours)
+        self.neighbours_ = top_n_per_row(co.tocsr().astype(np.float32), self.config.neighbours)
         return self
 
     def scores_for(self, items: np.ndarray, weights: np.ndarray | None = None
@@ -69,54 +69,23 @@ class CoPurchase:
         """Candidates bought with any of ``items``: (candidate ids, summed score, the source item
         that contributed most, for the explanation)."""
         assert self.neighbours_ is not None
-        items = np.asarray(items, dtype=np.int64)
-        if len(items) == 0:
-            e = np.empty(0, np.int64)
-            return e, np.empty(0, np.float32), e
-        # the rows' slices of the CSR arrays, gathered directly: scipy's row indexing builds a
-        # whole new matrix (~0.1 ms, most of this method at serving sizes)
-        m = self.neighbours_
-        starts, ends = m.indptr[items], m.indptr[items + 1]
-        lengths = ends - starts
-        n_pairs = int(lengths.sum())
-        if n_pairs == 0:
-            e = np.empty(0, np.int64)
-            return e, np.empty(0, np.float32), e
-        pos = np.arange(n_pairs) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-        w = np.ones(len(items), np.float32) if weights is None else weights.astype(np.float32)
-        cand = m.indices[pos].astype(np.int64)
-        score = m.data[pos] * np.repeat(w, lengths)
-        src = np.repeat(items, lengths)
-        uniq, inv = unique_inverse(cand)
-        total = np.bincount(inv, score, minlength=len(uniq)).astype(np.float32)
-        # the source with the largest single contribution, per candidate
-        order = np.lexsort((-score, inv))
-        first = order[np.r_[0, np.flatnonzero(np.diff(inv[order])) + 1]]
-        return uniq, total, src[first]
+        return spread(self.neighbours_, items, weights)
 
     def save(self, directory: Path) -> list[str]:
-        m = self.neighbours_
-        assert m is not None
-        return [write_arrays(directory, KIND, {"data": m.data, "indices": m.indices,
-                                              "indptr": m.indptr, "shape": np.array(m.shape)}),
+        assert self.neighbours_ is not None
+        return [write_csr(directory, KIND, self.neighbours_),
                 write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION,
-                           pairs=int(m.nnz))]
+                           pairs=int(self.neighbours_.nnz))]
 
     @classmethod
     def load(cls, directory: Path, config: CoPurchaseConfig | None = None) -> CoPurchase:
         read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
-        z = read_arrays(directory, KIND, ("data", "indices", "indptr", "shape"))
-        path = directory / f"{KIND}.npz"
-        with reading(path, "co-purchase arrays"):
-            matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]),
-                                   shape=tuple(int(v) for v in z["shape"]))
-            matrix.check_format()
         model = cls(config)
-        model.neighbours_ = matrix
+        model.neighbours_ = read_csr(directory, KIND)
         return model
 
 
-def _top_n_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+def top_n_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
     """Keep the ``n`` largest entries of each row (vectorised over rows)."""
     matrix.sort_indices()
     lengths = np.diff(matrix.indptr)

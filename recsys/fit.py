@@ -1,10 +1,16 @@
-"""Fitting the hybrid: dataset -> split -> first-stage models -> sources -> ranker.
+"""Fitting the hybrid as production lives it: learn from every event, rank point in time.
 
-First-stage models (popularity, ALS, the content model) learn from the train split and stop
-early on the valid split; the stateful sources (co-purchase) learn from the train split; the
-ranker learns from the valid split, point in time, over candidates and features computed by the
-recommender itself. :meth:`HybridRecommender.fit <recsys.recommender.HybridRecommender.fit>` is
-the entry point; this module is its body.
+1. **Point in time.** The latest ``holdout`` share of events is held out. The first-stage parts
+   (popularity, ALS, the content model, the stateful sources, repeat statistics) are fitted on
+   the events before it, early-stopping on it. The rankers learn from it: queries at the
+   holdout's start and inside its sessions, candidates and features from that recommender,
+   labels from what the shoppers did next (:mod:`recsys.ranker_data`).
+2. **Served parts.** Every first-stage part is fitted again on all events, through the last one,
+   with the iterations the holdout chose; the per-user history holds every event. The rankers
+   from step 1 serve over these parts.
+
+:meth:`HybridRecommender.fit <recsys.recommender.HybridRecommender.fit>` is the entry point;
+the manifest records the holdout metrics and the span each part was fitted on.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +29,89 @@ from recsys import columns as C
 from recsys.catalog import Catalog
 from recsys.config import TrainConfig
 from recsys.data.io import find_table
-from recsys.data.split import summarize, time_split
 from recsys.data.training import prepare_training
 from recsys.data.validate import Dataset, load_dataset
 from recsys.errors import DataError
 from recsys.history import HistoryIndex
 from recsys.manifest import DataInfo, FitReport, ModelInfo, RankerInfo, Span, fingerprint_files
-from recsys.models.base import Model, TrainingData, make_validation
+from recsys.models.base import Model, TrainingData, ValidationData, make_validation
 from recsys.models.content import ContentModel
 from recsys.models.mf import MFModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.ranker import Ranker
-from recsys.ranker_data import build_dataset
+from recsys.purchases import RepeatStats
+from recsys.ranker_data import RankerDataset, build_datasets, concat
 from recsys.recommender import HybridRecommender
 from recsys.retrieval import RetrievalConfig
 from recsys.sources import build_sources
-from recsys.sources.base import Parts
+from recsys.sources.base import Parts, Source
 from recsys.space import Space
 from recsys.threads import set_thread_policy
 
 Log = Callable[[str], None]
+MIN_QUERIES = 10        # a surface with fewer usable queries uses the for_you ranker
 
 
 def _quiet(message: str) -> None:
     pass
+
+
+@dataclass
+class FirstStage:
+    """First-stage parts fitted on one span of events."""
+
+    training: TrainingData
+    models: dict[str, Model]
+    parts: Parts
+    sources: dict[str, Source]
+    span: Span
+    infos: dict[str, ModelInfo] = field(default_factory=dict)
+
+    def recommender(self, history: HistoryIndex, config: TrainConfig,
+                    rankers: dict[str, Ranker] | None = None) -> HybridRecommender:
+        return HybridRecommender(parts=self.parts, history=history, users=self.training.users,
+                                 type_weights=type_weights(config), sources=self.sources,
+                                 config=config.hybrid, rankers=rankers)
+
+
+def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConfig,
+                    valid_events: pd.DataFrame | None, say: Log, timings: dict[str, float],
+                    stage: str, progress: bool = False) -> FirstStage:
+    """Every first-stage part on ``events``; with ``valid_events``, early stopping on them."""
+    train = prepare_training(events, items, config.interactions)
+    valid: ValidationData | None = None
+    if valid_events is not None:
+        valid = make_validation(train, valid_events, k=20, event_types=config.target_events)
+        if len(valid.userids) == 0:
+            raise DataError(f"no shopper of the holdout window (the latest {config.holdout:.0%} "
+                            f"of events) has an earlier event, or none of types "
+                            f"{config.target_events}: cannot early-stop (more data needed)")
+    say(f"{stage}: {train.matrix.shape[0]:,} users x {train.matrix.shape[1]:,} items, "
+        f"{train.matrix.nnz:,} interactions")
+    content = config.content.model_copy(update={"progress": config.content.progress and progress})
+    models: dict[str, Model] = {"popularity": PopularityModel(config.popularity),
+                                "als": MFModel(config.mf), "content": ContentModel(content)}
+    for name, model in models.items():
+        t = time.perf_counter()
+        model.fit(train, valid)
+        timings[f"{stage}_{name}"] = round(time.perf_counter() - t, 2)
+    mf, cm, popularity = models["als"], models["content"], models["popularity"]
+    assert isinstance(mf, MFModel) and isinstance(cm, ContentModel)
+    assert isinstance(popularity, PopularityModel)
+    t = time.perf_counter()
+    parts = Parts(Catalog(train.item_table), popularity,
+                  build_spaces(mf, cm, train, config.hybrid.retrieval),
+                  RepeatStats.fit(train.events, len(train.items)))
+    hybrid = config.hybrid
+    sources = build_sources(hybrid.enabled_sources, hybrid.sources, parts)
+    for source in sources.values():
+        source.fit(train)
+    timings[f"{stage}_sources"] = round(time.perf_counter() - t, 2)
+    infos = {} if valid is None else {n: _model_info(m, valid) for n, m in models.items()}
+    for name, info in infos.items():
+        m = info.valid_metrics
+        say(f"{stage} {name}: ndcg@10={m['ndcg@10']:.4f} recall@20={m['recall@20']:.4f}")
+    return FirstStage(train, models, parts, sources, _span(events), infos)
 
 
 def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: bool = False,
@@ -55,80 +121,109 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
     set_thread_policy("train")
     started = time.perf_counter()
     dataset, path, fingerprint = _dataset(data)
-    split = time_split(dataset.events, config.split)
-    train = prepare_training(split.train, dataset.items, config.interactions)
-    valid = make_validation(train, split.valid, k=20, event_types=config.target_events)
-    if len(valid.userids) == 0:
-        raise DataError(f"{path}: no valid-split user has a train event of types "
-                        f"{config.target_events}; cannot early-stop (more data or other types)")
-    say(f"data: {train.matrix.shape[0]:,} users x {train.matrix.shape[1]:,} items, "
-        f"{train.matrix.nnz:,} interactions; {len(valid.userids):,} validation users")
-
+    events = dataset.events
+    start = holdout_start(events, config.holdout)
+    early, late = events[events[C.TIMESTAMP] < start], events[events[C.TIMESTAMP] >= start]
     timings: dict[str, float] = {}
-    content_config = config.content.model_copy(update={"progress": config.content.progress
-                                                       and progress})
-    models: dict[str, Model] = {"popularity": PopularityModel(config.popularity),
-                                "als": MFModel(config.mf), "content": ContentModel(content_config)}
-    for name, model in models.items():
-        t = time.perf_counter()
-        model.fit(train, valid)
-        timings[name] = round(time.perf_counter() - t, 2)
-        say(f"{name}: fitted in {timings[name]:.1f}s")
-    infos = {name: _model_info(name, model, valid) for name, model in models.items()}
-    for name, info in infos.items():
-        m = info.valid_metrics
-        say(f"{name}: valid ndcg@10={m['ndcg@10']:.4f} recall@20={m['recall@20']:.4f}")
-
+    past = fit_first_stage(early, dataset.items, config, late, say, timings, "holdout",
+                           progress)
+    history = HistoryIndex.from_events(events, past.training.items)
     t = time.perf_counter()
-    mf, content, popularity = models["als"], models["content"], models["popularity"]
-    assert isinstance(mf, MFModel) and isinstance(content, ContentModel)
-    assert isinstance(popularity, PopularityModel)
-    parts = Parts(Catalog(train.item_table), popularity,
-                  build_spaces(mf, content, train, config.hybrid.retrieval))
-    history = HistoryIndex.from_events(pd.concat([split.train, split.valid]), train.items)
-    hybrid = config.hybrid
-    sources = build_sources(hybrid.enabled_sources, hybrid.sources, parts)
-    for source in sources.values():
-        source.fit(train)
-    rec = HybridRecommender(parts=parts, history=history, users=train.users,
-                            type_weights=type_weights(config), sources=sources, config=hybrid)
-    timings["hybrid_setup"] = round(time.perf_counter() - t, 2)
-
-    t = time.perf_counter()
-    ds = build_dataset(rec, split.valid, history, max_queries=config.ranker_queries,
-                       seed=hybrid.ranker.seed, context_views=config.ranker_context_views,
-                       progress=progress)
-    ranker_info: dict[str, Any] = {"queries": len(ds.groups), "rows": int(len(ds.labels)),
-                                   "skipped_no_positive": ds.skipped_no_positive}
-    if len(ds.groups) >= 10:
-        ranker = Ranker(hybrid.ranker).fit(ds.features, ds.labels, ds.groups,
-                                           list(rec.features.names))
-        rec.set_ranker(ranker)
-        ranker_info.update(best_iteration=ranker.best_iteration_,
-                           holdout=ranker.history_[ranker.best_iteration_ - 1],
-                           importances=ranker.importances(), history=ranker.history_)
-    else:
-        say(f"ranker: only {len(ds.groups)} usable queries; serving falls back to rank fusion")
-    timings["ranker"] = round(time.perf_counter() - t, 2)
-    say(f"ranker: {ranker_info['queries']:,} queries, {ranker_info['rows']:,} rows, "
-        f"{timings['ranker']:.1f}s")
+    windows = [(past.recommender(history, config), late, start)]
+    length, end = events[C.TIMESTAMP].max() - start, start
+    for k in range(1, config.ranker_windows):   # as long, just before: parts fitted before it
+        begin = end - length
+        ts = events[C.TIMESTAMP]
+        if (ts < begin).sum() < len(events) * config.holdout:
+            say(f"ranker window {k + 1}: too few events before {begin}; not used")
+            break
+        older = fit_first_stage(events[ts < begin], dataset.items, refit_config(config, past),
+                                None, say, timings, f"window{k + 1}")
+        windows.append((older.recommender(history, config),
+                        events[(ts >= begin) & (ts < end)], begin))
+        end = begin
+    rankers, ranker_infos = fit_rankers(windows, history, config, progress, say)
+    timings["rankers"] = round(time.perf_counter() - t, 2)
+    final = past
+    if config.refit:
+        final = fit_first_stage(events, dataset.items, refit_config(config, past), None, say,
+                                timings, "refit", progress)
+    rec = final.recommender(history, config, rankers)
     timings["total"] = round(time.perf_counter() - started, 2)
-
-    first_stage = _span(split.train)
-    spans = {**{name: first_stage for name in (*models, *sources, "catalog")},
-             "history": _span(pd.concat([split.train, split.valid])),
-             "ranker": _span(split.valid)}
-    data_info = DataInfo(path=path, fingerprint=fingerprint, valid_start=split.valid_start,
-                         test_start=split.test_start, split=summarize(split),
-                         validation=dataset.report.to_dict(), spans=spans)
-    rec.report = FitReport(data=data_info, config=config.model_dump(mode="json"),
-                           timings_seconds=timings, models=infos,
-                           ranker=RankerInfo(**ranker_info))
+    spans = {"served_parts": final.span, "holdout_parts": past.span, "rankers": _span(late),
+             "history": _span(events)}
+    info = DataInfo(path=path, fingerprint=fingerprint, holdout_start=start,
+                    validation=dataset.report.to_dict(), spans=spans)
+    rec.report = FitReport(data=info, config=config.model_dump(mode="json"),
+                           timings_seconds=timings, models=past.infos, rankers=ranker_infos)
+    say(f"fitted in {timings['total']:.1f}s")
     return rec
 
 
+def fit_rankers(windows: list[tuple[HybridRecommender, pd.DataFrame, pd.Timestamp]],
+                history: HistoryIndex, config: TrainConfig, progress: bool, say: Log
+                ) -> tuple[dict[str, Ranker], dict[str, RankerInfo]]:
+    """One ranker per surface with enough usable queries, from every (point-in-time
+    recommender, window, window start)."""
+    per_window = [build_datasets(rec, window, history, start=int(start.timestamp()),
+                                 cutoffs=config.ranker_cutoffs,
+                                 max_queries=config.ranker_queries // len(windows),
+                                 seed=config.hybrid.ranker.seed,
+                                 context_views=config.ranker_context_views, progress=progress)
+                  for rec, window, start in windows]
+    datasets = {s: concat([d[s] for d in per_window]) for s in per_window[0]}
+    rec = windows[0][0]
+    rankers, infos = {}, {}
+    for surface, ds in datasets.items():
+        info: dict[str, Any] = {"queries": len(ds.groups), "rows": int(len(ds.labels)),
+                                "skipped_no_positive": ds.skipped_no_positive}
+        if len(ds.groups) >= MIN_QUERIES:
+            ranker = _fit_ranker(ds, config, list(rec.features.names))
+            rankers[surface] = ranker
+            info.update(best_iteration=ranker.best_iteration_,
+                        holdout=ranker.history_[ranker.best_iteration_ - 1],
+                        importances=ranker.importances(), history=ranker.history_)
+        infos[surface] = RankerInfo(**info)
+        say(f"ranker {surface}: {info['queries']:,} queries, {info['rows']:,} rows"
+            + ("" if surface in rankers else " (too few: the for_you ranker stands in)"))
+    return rankers, infos
+
+
+def _fit_ranker(ds: RankerDataset, config: TrainConfig, names: list[str]) -> Ranker:
+    """Early stopping watches a seeded share of the shoppers (all their queries: a shopper
+    asked at several instants has overlapping labels, so splitting by time would leak)."""
+    share = config.hybrid.ranker.holdout_share
+    key = f"{config.hybrid.ranker.seed}:"
+    holdout = np.array([int(hashlib.blake2b((key + u).encode(), digest_size=4).hexdigest(), 16)
+                        % 10_000 < share * 10_000 for u in ds.queries["user_id"]])
+    return Ranker(config.hybrid.ranker).fit(ds.features, ds.labels, ds.groups, names, holdout)
+
+
+def refit_config(config: TrainConfig, past: FirstStage) -> TrainConfig:
+    """The config for the served parts: the iterations early stopping chose on the holdout."""
+    mf, content = past.models["als"], past.models["content"]
+    assert isinstance(mf, MFModel) and isinstance(content, ContentModel)
+    return config.model_copy(update={
+        "mf": config.mf.model_copy(update={"iterations": mf.best_iteration_ or
+                                           config.mf.iterations}),
+        "content": config.content.model_copy(update={"epochs": content.best_epoch_ or
+                                                     config.content.epochs})})
+
+
+def holdout_start(events: pd.DataFrame, share: float) -> pd.Timestamp:
+    """The first instant of the latest ``share`` of events (events at it all fall after)."""
+    ts = events[C.TIMESTAMP].sort_values(ignore_index=True)
+    if len(ts) < 3:
+        raise DataError(f"{len(ts)} events (expected at least 3 to hold some out)")
+    start = ts.iloc[min(int(len(ts) * (1 - share)), len(ts) - 1)]
+    if not ts.iloc[0] < start:
+        raise DataError(f"events span too few distinct times to hold out the latest "
+                        f"{share:.0%} ({ts.iloc[0]} .. {ts.iloc[-1]})")
+    return pd.Timestamp(start)
+
+
 def _dataset(data: Dataset | str | Path) -> tuple[Dataset, str, str]:
-    """The validated dataset, where it came from, and a fingerprint of its files."""
+    """The validated dataset, where it came from, and a fingerprint of it."""
     if isinstance(data, Dataset):
         digest = hashlib.sha256()
         for frame in (data.events, data.items):
@@ -145,8 +240,8 @@ def _span(events: pd.DataFrame) -> Span:
     return Span(start=ts.min(), end=ts.max() + pd.Timedelta(microseconds=1), events=len(ts))
 
 
-def _model_info(name: str, model: Model, valid: Any) -> ModelInfo:
-    """NDCG@10 and recall@20 on the validation users, the same way for every model."""
+def _model_info(model: Model, valid: ValidationData) -> ModelInfo:
+    """NDCG@10 and recall@20 on the holdout users, the same way for every model."""
     metrics = {k: round(v, 5) for k, v in model.validation_metrics(valid).items()}
     best = getattr(model, "best_iteration_", getattr(model, "best_epoch_", None))
     return ModelInfo(kind=model.name, valid_metrics=metrics,

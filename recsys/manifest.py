@@ -44,11 +44,10 @@ class Span(_Record):
 class DataInfo(_Record):
     path: str
     fingerprint: str
-    valid_start: datetime | None = None     # first event of the holdout window
-    test_start: datetime | None = None      # first event of the test window (None: no test)
-    split: dict[str, Any] = Field(default_factory=dict)        # per-part summary (events, users)
+    holdout_start: datetime                                     # first event of the holdout
     validation: dict[str, Any] = Field(default_factory=dict)   # what validation dropped
-    spans: dict[str, Span] = Field(default_factory=dict)       # part name -> what it saw
+    # what each part saw: served_parts, holdout_parts (point in time), rankers, history
+    spans: dict[str, Span] = Field(default_factory=dict)
 
 
 class ModelInfo(_Record):
@@ -76,8 +75,8 @@ class Manifest(_Record):
     data: DataInfo
     config: dict[str, Any]
     timings_seconds: dict[str, float]
-    models: dict[str, ModelInfo]
-    ranker: RankerInfo | None
+    models: dict[str, ModelInfo]             # holdout metrics of the point-in-time fit
+    rankers: dict[str, RankerInfo]           # per surface
     retrieval: dict[str, dict[str, Any]]
     sources: list[str] = Field(min_length=1)
     features: list[str]
@@ -92,13 +91,13 @@ class FitReport(_Record):
     config: dict[str, Any]
     timings_seconds: dict[str, float]
     models: dict[str, ModelInfo]
-    ranker: RankerInfo | None
+    rankers: dict[str, RankerInfo]
 
     @classmethod
     def of(cls, manifest: Manifest) -> FitReport:
         return cls(data=manifest.data, config=manifest.config,
                    timings_seconds=manifest.timings_seconds, models=manifest.models,
-                   ranker=manifest.ranker)
+                   rankers=manifest.rankers)
 
 
 def sha256_file(path: Path) -> str:

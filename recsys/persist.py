@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import BaseModel, ValidationError
 
 from recsys.configfile import describe
@@ -116,3 +117,20 @@ def read_config(meta: Mapping[str, Any], path: Path, model: type[M]) -> M:
         return model.model_validate(field(meta, "config", path))
     except ValidationError as exc:
         raise BundleError(describe(exc, f"{path} (config)")) from None
+
+
+def write_csr(directory: Path, name: str, matrix: sp.csr_matrix) -> str:
+    """A sparse matrix as ``name.npz`` (its CSR arrays, no pickle)."""
+    return write_arrays(directory, name, {"data": matrix.data, "indices": matrix.indices,
+                                          "indptr": matrix.indptr,
+                                          "shape": np.array(matrix.shape)})
+
+
+def read_csr(directory: Path, name: str) -> sp.csr_matrix:
+    """What :func:`write_csr` wrote, checked for consistency (a BundleError names the file)."""
+    z = read_arrays(directory, name, ("data", "indices", "indptr", "shape"))
+    with reading(directory / f"{name}.npz", f"{name} matrix"):
+        matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]),
+                               shape=tuple(int(v) for v in z["shape"]))
+        matrix.check_format()
+    return matrix

@@ -51,9 +51,10 @@ class CandidatePool:
         return self.sources.index(source)
 
 
-def merge(results: dict[str, SourceResult], sources: tuple[str, ...],
-          limit: int) -> CandidatePool:
-    """Union of the sources' candidates (columns in ``sources`` order), cut to ``limit``."""
+def merge(results: dict[str, SourceResult], sources: tuple[str, ...], limit: int,
+          keep: frozenset[str] = frozenset()) -> CandidatePool:
+    """Union of the sources' candidates (columns in ``sources`` order), cut to ``limit`` plus
+    every item a ``keep`` source proposed (those always enter the pool)."""
     present = [(s, r) for s, r in results.items() if len(r.ids)]
     n_src = len(sources)
     if not present:
@@ -72,6 +73,11 @@ def merge(results: dict[str, SourceResult], sources: tuple[str, ...],
     uniq, inverse = unique_inverse(all_ids)
     best_rank = np.full(len(uniq), _NO_RANK)
     np.minimum.at(best_rank, inverse, ranks)
+    kept = [sources.index(s) for s, _ in present if s in keep]
+    if kept:   # always in the pool: ahead of every rank, and not counted in the limit
+        forced = np.isin(src_col, kept)
+        best_rank[inverse[forced]] = 0
+        limit += int(np.count_nonzero(best_rank == 0))
     if len(uniq) > limit:
         keep_u = np.argsort(best_rank, kind="stable")[:limit]
         remap = np.full(len(uniq), -1)

@@ -37,8 +37,12 @@ if TYPE_CHECKING:
     from recsys.manifest import Manifest
 
 __all__ = ["HybridRecommender", "Prepared", "Forgotten", "Request", "Response",
-           "Recommendation"]
+           "Recommendation", "SURFACES"]
 _NONE = np.empty(0, np.int64)
+# the lists a request can fill: everything as the ranker orders it, only items the shopper
+# bought before, only items new to them; each has its own ranker, trained on its own target
+SURFACES: tuple[str, ...] = ("for_you", "buy_again", "discover")
+_STEP = 1e6      # composite pipelines: one step per source in the fallback order
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Prepared:
     features: np.ndarray
     fallback: bool
     warnings: list[str]
+    surface: str = "for_you"
     leaves: np.ndarray | None = None     # ranker leaf per tree, for explanations
 
     @property
@@ -66,11 +71,13 @@ class Forgotten:
 
 
 class HybridRecommender:
-    """The fitted parts, the enabled candidate sources, their features and the ranker."""
+    """The fitted parts, the enabled candidate sources, their features and a ranker per
+    surface (the ``for_you`` one stands in for a surface without its own)."""
 
     def __init__(self, *, parts: Parts, history: HistoryIndex, users: IdMap,
                  type_weights: np.ndarray, sources: dict[str, Source], config: HybridConfig,
-                 ranker: Ranker | None = None, manifest: Manifest | None = None) -> None:
+                 rankers: dict[str, Ranker] | None = None,
+                 manifest: Manifest | None = None) -> None:
         self.parts, self.catalog = parts, parts.catalog
         self.items = parts.catalog.items
         self.history = history
@@ -79,9 +86,10 @@ class HybridRecommender:
         self.sources = sources
         self.config = config
         self.features = FeatureSet(tuple(sources), parts)
-        self.ranker: Ranker | None = None
-        if ranker is not None:
-            self.set_ranker(ranker)
+        self.keep = frozenset(n for n, s in sources.items() if s.always_in_pool)
+        self.rankers: dict[str, Ranker] = {}
+        for surface, ranker in (rankers or {}).items():
+            self.set_ranker(ranker, surface)
         self.manifest = manifest
         # what fitting learned about itself (a loaded bundle: its manifest's record)
         self.report: FitReport | None = FitReport.of(manifest) if manifest else None
@@ -118,21 +126,34 @@ class HybridRecommender:
         self.manifest = save_bundle(self, directory)
         return self.manifest
 
-    def set_ranker(self, ranker: Ranker) -> None:
+    @property
+    def ranker(self) -> Ranker | None:
+        """The ``for_you`` ranker (None: sources fused by reciprocal rank)."""
+        return self.rankers.get("for_you")
+
+    def set_ranker(self, ranker: Ranker, surface: str = "for_you") -> None:
+        if surface not in SURFACES:
+            raise DataError(f"unknown surface {surface!r} (expected one of "
+                            f"{', '.join(SURFACES)})")
         if tuple(ranker.feature_names_) != self.features.names:
             missing = sorted(set(self.features.names) - set(ranker.feature_names_))
             extra = sorted(set(ranker.feature_names_) - set(self.features.names))
             raise BundleError(f"the ranker was trained on other features than this code "
                               f"computes (missing {missing}, unknown {extra}, or another "
                               f"order); retrain with this version of recsys")
-        self.ranker = ranker
+        self.rankers[surface] = ranker
 
     @property
     def pipelines(self) -> dict[str, tuple[str, ...]]:
-        """``hybrid`` (every source and the ranker) and each source alone, by its own score."""
+        """``hybrid`` (every source and the ranker), each source alone by its own score, and
+        the fallback baselines a source leads (e.g. buy again, then popular) when all of
+        their sources are enabled."""
         out = {"hybrid": tuple(self.sources)}
         for name, source in self.sources.items():
             out[source.pipeline_name()] = (name,)
+            for pipeline, chain in source.extra_pipelines.items():
+                if all(s in self.sources for s in chain):
+                    out[pipeline] = chain
         return out
 
     def variant(self, pipeline: str) -> HybridRecommender:
@@ -183,17 +204,27 @@ class HybridRecommender:
 
     def prepare(self, request: Request, history: UserEvents | None = None) -> Prepared:
         """Context, eligibility, candidates and features: shared by serving and training."""
+        if request.surface not in SURFACES:
+            raise DataError(f"unknown surface {request.surface!r} (expected one of "
+                            f"{', '.join(SURFACES)})")
         ctx, warnings = self.context(request, history)
         f = request.filters
         exclude = self._internal(f.exclude_items, "exclude_items", []) if f.exclude_items \
             else _NONE
-        mask = eligible_mask(self.catalog, self.config.rules, now=ctx.now,
-                             purchased=ctx.history.purchased(), filters=f,
+        purchased = ctx.baskets.items
+        mask = eligible_mask(self.catalog, self.config.rules, now=ctx.now, purchased=purchased,
+                             filters=f,
                              exclude_ids=np.concatenate([exclude, ctx.cart]).astype(np.int64))
+        if request.surface == "buy_again":
+            bought = np.zeros(len(mask), dtype=bool)
+            bought[purchased] = True
+            mask &= bought
+        elif request.surface == "discover":
+            mask[purchased] = False
         query = Query(ctx, mask, self.type_weights)
         pool = self.candidates(query)
         return Prepared(query, pool, self.features.build(pool, ctx), not ctx.known_user,
-                        warnings)
+                        warnings, request.surface)
 
     def candidates(self, query: Query) -> CandidatePool:
         """Every active source's proposals, merged; a single-source pipeline asks its source
@@ -204,16 +235,23 @@ class HybridRecommender:
             depth = self.config.candidates if single else self.config.sources[name].depth
             if depth:
                 results[name] = self.sources[name].propose(query, depth)
-        return merge(results, self.features.sources, self.config.candidates)
+        return merge(results, self.features.sources, self.config.candidates, self.keep)
 
     # ------------------------------------------------------------------ scoring
     def score_pool(self, prepared: Prepared) -> np.ndarray:
         pool = prepared.pool
-        if self.pipeline != "hybrid":
+        if self.pipeline != "hybrid" and len(self._active) == 1:    # a source by its score
             col = pool.scores[:, pool.column(self._active[0])]
             return np.where(np.isnan(col), -np.inf, col).astype(np.float32)
-        if self.ranker is not None:
-            scores, prepared.leaves = self.ranker.score_leaves(prepared.features)
+        if self.pipeline != "hybrid":     # a fallback chain: source by source, rank by rank
+            scores = np.full(len(pool), -np.inf)
+            for step, name in enumerate(reversed(self._active)):
+                rank = pool.ranks[:, pool.column(name)]
+                scores = np.where(rank > 0, (step + 1) * _STEP - rank, scores)
+            return scores.astype(np.float32)
+        ranker = self.rankers.get(prepared.surface) or self.ranker
+        if ranker is not None:
+            scores, prepared.leaves = ranker.score_leaves(prepared.features)
             return scores
         ranks = pool.ranks    # no ranker: reciprocal-rank fusion of the sources
         fused = np.where(ranks > 0, 1.0 / (self.config.rank_fusion_k + ranks), 0.0)
@@ -249,8 +287,9 @@ class HybridRecommender:
 
     def _reasons(self, prep: Prepared, chosen: list[int], pins: list[int]) -> list[list[str]]:
         pool = prep.pool
-        contrib = (self.ranker.explain_leaves(prep.leaves[chosen])
-                   if self.ranker is not None and prep.leaves is not None and chosen else None)
+        ranker = self.rankers.get(prep.surface) or self.ranker
+        contrib = (ranker.explain_leaves(prep.leaves[chosen])
+                   if ranker is not None and prep.leaves is not None and chosen else None)
         by_contrib = (np.argsort(-contrib, axis=1, kind="stable") if contrib is not None
                       else None)    # features by contribution, largest first, all rows at once
         out = []

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
 
 class RulesConfig(StrictModel):
-    exclude_purchased: bool = True
-    # categories where buying again is normal (consumables); "*" allows repeats everywhere,
-    # which suits wholesale shops like Online Retail where most orders repeat earlier ones
+    # off: whether to re-offer what a shopper bought is learned per shopper and item (the
+    # repeat features); on, a shop never re-offers, except in `repeat_categories` ("*" = all)
+    exclude_purchased: bool = False
     repeat_categories: tuple[str, ...] = ()
     exclude_out_of_stock: bool = True
     pinned_items: tuple[str, ...] = ()          # external ids, shown first when eligible

@@ -117,6 +117,10 @@ class RecommendationRequest(RequestModel):
     context: ContextIn = Field(default_factory=ContextIn)
     k: Int = Field(10, ge=1, description="items to return, 1..max_k (100)")
     filters: FiltersIn = Field(default_factory=FiltersIn)
+    surface: Literal["for_you", "buy_again", "discover"] = Field(
+        "for_you", description="the list to fill: for_you (repeats and discoveries as the "
+        "ranker orders them), buy_again (only items the shopper bought before), discover "
+        "(only items new to the shopper)")
 
 
 class ItemOut(BaseModel):

@@ -73,7 +73,7 @@ def to_request(body: RecommendationRequest) -> Request:
         user_id=body.user_id, session_id=body.session_id,
         timestamp=None if ctx.timestamp is None else _utc(pd.Timestamp(ctx.timestamp)),
         device=ctx.device, cart=tuple(ctx.cart), current_item=ctx.current_item,
-        recent_views=tuple(ctx.recent_views), k=body.k,
+        recent_views=tuple(ctx.recent_views), k=body.k, surface=body.surface,
         filters=Filters(categories=tuple(f.categories), price_min=f.price_min,
                         price_max=f.price_max, exclude_items=tuple(f.exclude_items)))
 

@@ -16,7 +16,7 @@ def tiny_pipeline_config():  # noqa: ANN201 - imported lazily to keep collection
         "mf": {"iterations": 10, "factors": 16, "eval_every": 5},
         "content": {"epochs": 2, "max_pairs_per_epoch": 4000, "batch_size": 256, "dim": 32,
                     "progress": False},
-        "ranker_queries": 800,
+        "ranker_queries": 400,
         "hybrid": {"ranker": {"max_rounds": 60}},
     })
 
@@ -44,3 +44,14 @@ def world():  # noqa: ANN201 - tests.world is imported lazily to keep collection
     from tests.world import build_world
 
     return build_world()
+
+
+@pytest.fixture(scope="session")
+def tiny_folds(tiny_shop: Path):  # noqa: ANN201 - a list of evaluation.backtest.Fold
+    """One backtest fold of the tiny shop: fitted before the default cutoff, every baseline
+    on every surface."""
+    from evaluation.backtest import DEFAULT_BASELINES, backtest
+    from recsys.data.validate import load_dataset
+
+    return backtest(load_dataset(tiny_shop), tiny_pipeline_config(),
+                    models=("hybrid", *DEFAULT_BASELINES), ks=(5, 10, 20))

@@ -30,15 +30,18 @@ def test_manifest_records_what_a_report_needs(tiny_bundle: Path) -> None:
     m = read_manifest(tiny_bundle)
     assert m.schema_version == SCHEMA_VERSION and m.version
     assert len(m.data.fingerprint) == 64
-    assert m.data.valid_start is not None and m.data.test_start is not None
-    assert m.data.valid_start < m.data.test_start
+    spans = m.data.spans
+    # point in time: parts before the holdout, rankers on it; served parts on every event
+    assert spans["holdout_parts"].end <= m.data.holdout_start <= spans["rankers"].start
+    assert spans["served_parts"].end == spans["history"].end == spans["rankers"].end
+    assert spans["served_parts"].events == spans["history"].events > spans["holdout_parts"].events
     for name in ("popularity", "als", "content"):
         assert set(m.models[name].valid_metrics) == {"ndcg@10", "recall@20"}
-        assert name in m.timings_seconds
-        assert m.data.spans[name].end is not None and m.data.spans[name].end <= m.data.valid_start
+        assert f"holdout_{name}" in m.timings_seconds and f"refit_{name}" in m.timings_seconds
     assert m.models["als"].curve and m.models["content"].curve
-    assert m.ranker is not None and m.ranker.queries > 0 and m.ranker.importances
-    assert m.config["split"] == {"train": 0.7, "valid": 0.15}
+    assert set(m.rankers) == {"for_you", "buy_again", "discover"}
+    assert m.rankers["for_you"].queries > 0 and m.rankers["for_you"].importances
+    assert m.config["holdout"] == 0.15 and m.config["refit"]
     assert "torch" in m.libraries and "implicit" in m.libraries
     assert all(len(v) == 64 for v in m.checksums.values())
     assert m.features[:2] == ["cf_score", "content_score"] and "n_sources" in m.features
@@ -65,8 +68,8 @@ def test_flipped_byte_is_caught(copy: Path) -> None:
 
 
 def test_missing_file_and_bad_schema(copy: Path) -> None:
-    (copy / "ranker" / "ranker.txt").unlink()
-    with pytest.raises(BundleError, match=r"ranker/ranker\.txt: missing"):
+    (copy / "rankers" / "for_you" / "ranker.txt").unlink()
+    with pytest.raises(BundleError, match=r"rankers/for_you/ranker\.txt: missing"):
         HybridRecommender.load(copy)
     edit_manifest(copy, lambda m: m.update(schema_version=SCHEMA_VERSION + 1))
     with pytest.raises(BundleError, match="schema_version"):
@@ -87,8 +90,8 @@ def test_a_manifest_off_its_schema_is_refused(copy: Path, change) -> None:  # no
 
 def test_an_unlisted_file_is_refused(copy: Path) -> None:
     """A part file without a checksum would be read unverified."""
-    edit_manifest(copy, lambda m: m["checksums"].pop("ranker/ranker.txt"))
-    with pytest.raises(BundleError, match="no checksum for ranker/ranker.txt"):
+    edit_manifest(copy, lambda m: m["checksums"].pop("rankers/for_you/ranker.txt"))
+    with pytest.raises(BundleError, match="no checksum for rankers/for_you/ranker.txt"):
         HybridRecommender.load(copy)
 
 
@@ -98,14 +101,14 @@ def test_a_feature_list_this_code_does_not_compute_is_refused(copy: Path) -> Non
     would be)."""
     from recsys.manifest import sha256_file
 
-    meta = copy / "ranker" / "ranker.json"
+    meta = copy / "rankers" / "for_you" / "ranker.json"
     body = json.loads(meta.read_text())
     body["feature_names"] = ["trend_old" if f == "trend" else f for f in body["feature_names"]]
     meta.write_text(json.dumps(body))
 
     def change(m: dict) -> None:
         m["features"] = body["feature_names"]
-        m["checksums"]["ranker/ranker.json"] = sha256_file(meta)
+        m["checksums"]["rankers/for_you/ranker.json"] = sha256_file(meta)
     edit_manifest(copy, change)
     with pytest.raises(BundleError, match=r"only in the bundle: \['trend_old'\]"):
         HybridRecommender.load(copy)

@@ -16,13 +16,13 @@ def test_source_reasons_follow_the_best_rank_and_name_the_via_item(world: World)
     k1 = world.ids("k1")
     pool = merge({"popular": SourceResult(world.ids("k0", "k1"), np.ones(2, np.float32)),
                   "copurchase": SourceResult(k1, np.ones(1, np.float32), world.ids("k2")),
-                  "buyagain": SourceResult(k1, np.ones(1, np.float32))},
+                  "repeat": SourceResult(k1, np.ones(1, np.float32))},
                  tuple(rec.sources), 10)
     row = int(np.flatnonzero(pool.ids == k1[0])[0])
-    # k1 is rank 1 in copurchase and buyagain, rank 2 in popular
+    # k1 is rank 1 in copurchase and repeat, rank 2 in popular
     assert source_reasons(pool, row, q, rec.sources) == [
         "bought together with 'wooden spoon' (k2) (in your cart)",
-        "you bought it before (1x)", "popular with shoppers"]
+        "you bought it before", "popular with shoppers"]
 
 
 def test_feature_reasons_skip_what_does_not_apply(world: World) -> None:

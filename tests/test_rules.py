@@ -37,10 +37,14 @@ def test_stock_and_launch_date() -> None:
 
 
 def test_purchased_items_and_repeat_categories() -> None:
-    assert mask(RulesConfig(), purchased=(0, 4)) == [1]
-    assert mask(RulesConfig(repeat_categories=("food",)), purchased=(0, 4)) == [0, 1]
-    assert mask(RulesConfig(repeat_categories=("*",)), purchased=(0, 4)) == [0, 1, 4]
-    assert mask(RulesConfig(exclude_purchased=False), purchased=(0, 4)) == [0, 1, 4]
+    # off by default: whether to re-offer is learned; a shop may turn the rule on
+    assert mask(RulesConfig(), purchased=(0, 4)) == [0, 1, 4]
+    never = RulesConfig(exclude_purchased=True)
+    assert mask(never, purchased=(0, 4)) == [1]
+    assert mask(never.model_copy(update={"repeat_categories": ("food",)}),
+                purchased=(0, 4)) == [0, 1]
+    assert mask(never.model_copy(update={"repeat_categories": ("*",)}),
+                purchased=(0, 4)) == [0, 1, 4]
 
 
 def test_request_filters_and_exclusions() -> None:

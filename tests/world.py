@@ -30,6 +30,7 @@ from recsys.models.base import TrainingData
 from recsys.models.content import ContentConfig, ContentModel
 from recsys.models.mf import MFConfig, MFModel
 from recsys.models.popularity import PopularityConfig, PopularityModel
+from recsys.purchases import RepeatStats
 from recsys.recommender import HybridRecommender
 from recsys.retrieval import RetrievalConfig
 from recsys.sources import build_sources
@@ -126,4 +127,5 @@ def build_world(popularity: PopularityConfig | None = None) -> World:
                                          min_token_count=1)).fit(training)
     spaces = build_spaces(mf, content, training, RetrievalConfig())
     history = HistoryIndex.from_events(events, training.items)
-    return World(catalog, events, training, history, Parts(catalog, pop, spaces))
+    repeat = RepeatStats.fit(training.events, len(training.items))
+    return World(catalog, events, training, history, Parts(catalog, pop, spaces, repeat))

@@ -97,7 +97,10 @@ class FeatureSet:
         """(n_candidates x len(names)) float32; NaN where a feature does not apply."""
         n, n_src = len(pool), len(self.sources)
         out = np.full((n, len(self.names)), np.nan, dtype=np.float32)
-        out[:, :n_src] = pool.scores
+        # each source's scores relative to its best in this request: scale-free, so a ranker
+        # trained over the point-in-time parts reads the refitted parts' scores the same way
+        top = np.nanmax(np.abs(pool.scores), axis=0, initial=0.0) if n else np.zeros(n_src)
+        out[:, :n_src] = pool.scores / np.where(top > 0, top, 1.0)
         out[:, n_src:2 * n_src] = np.where(pool.ranks > 0, pool.ranks, np.nan)
         out[:, 2 * n_src] = (pool.ranks > 0).sum(axis=1)
         x = FeatureInput(pool.ids, ctx, self.parts)

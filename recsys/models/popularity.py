@@ -27,14 +27,15 @@ from recsys.models.base import Model, TrainingData, ValidationData, top_k
 from recsys.persist import read_arrays, read_config, read_meta, write_arrays, write_meta
 
 Mode = Literal["all_time", "recent", "category"]
-PopularityKind = Literal["all_time", "recent", "category_share", "trend"]
+PopularityKind = Literal["all_time", "recent", "category_share", "trend", "seasonal"]
 
 # Weight of overall popularity inside category mode: small enough never to outrank an item of
 # one of the user's categories, large enough to order the remaining items by popularity.
 _FALLBACK = 1e-3
 KIND = "popularity"
 FORMAT_VERSION = 2
-ARRAYS = ("all_time", "recent", "category_share", "trend", "item_category", "categories")
+ARRAYS = ("all_time", "recent", "category_share", "trend", "seasonal", "item_category",
+          "categories")
 
 
 class PopularityConfig(StrictModel):
@@ -47,6 +48,9 @@ class PopularityConfig(StrictModel):
     half_life_days: float = Field(default=7.0, gt=0)
     # Trend compares the last `trend_days` to the `trend_days` before; a week for the same reason.
     trend_days: float = Field(default=7.0, gt=0)
+    # Half-width of the window a year back that counts as "this season last year": a month
+    # either side (retail seasons, Christmas, summer, are weeks long).
+    season_days: float = Field(default=30.0, gt=0)
     # A user's 3 strongest categories cover most of their history in typical shops; more
     # categories dilute the signal towards overall popularity.
     top_categories: int = Field(default=3, ge=1)
@@ -79,6 +83,7 @@ class PopularityModel(Model):
         self.recent_: np.ndarray | None = None
         self.category_share_: np.ndarray | None = None
         self.trend_: np.ndarray | None = None
+        self.seasonal_: np.ndarray | None = None
         self.item_category_: np.ndarray | None = None
         self.categories_: np.ndarray | None = None
 
@@ -118,6 +123,10 @@ class PopularityModel(Model):
         # log ratio with +1 smoothing: symmetric for rises and falls, 0 for a flat or new-and-
         # silent item, and bounded for items with no previous-window events
         self.trend_ = (np.log1p(last) - np.log1p(prev)).astype(np.float32)
+        # the same weeks a year before the reference time: what the season brings back
+        season = np.abs(age_days - 365.0) <= self.config.season_days
+        self.seasonal_ = np.bincount(items, weights=w * season, minlength=n_items).astype(
+            np.float32)
         self.item_category_ = codes
         self.categories_ = np.asarray(names, dtype=str)
         return self
@@ -134,11 +143,14 @@ class PopularityModel(Model):
 
         ``all_time``: weighted event count; ``recent``: the same with a half-life decay back
         from the reference time; ``category_share``: the item's share of its category's
-        all-time popularity; ``trend``: ``log((last window + 1) / (previous window + 1))``.
+        all-time popularity; ``trend``: ``log((last window + 1) / (previous window + 1))``;
+        ``seasonal``: weighted count within ``season_days`` of one year before the reference
+        time.
         """
         self._check_fitted("all_time_")
         arrays = {"all_time": self.all_time_, "recent": self.recent_,
-                  "category_share": self.category_share_, "trend": self.trend_}
+                  "category_share": self.category_share_, "trend": self.trend_,
+                  "seasonal": self.seasonal_}
         if kind not in arrays:
             raise DataError(f"popularity kind {kind!r} (expected one of {', '.join(arrays)})")
         out = arrays[kind]
@@ -203,6 +215,7 @@ class PopularityModel(Model):
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {"all_time": self.all_time_, "recent": self.recent_,
                   "category_share": self.category_share_, "trend": self.trend_,
+                  "seasonal": self.seasonal_,
                   "item_category": self.item_category_, "categories": self.categories_}
         assert all(v is not None for v in arrays.values())
         return [write_arrays(directory, KIND, arrays),  # type: ignore[arg-type]
@@ -218,6 +231,7 @@ class PopularityModel(Model):
         z = read_arrays(directory, KIND, ARRAYS)
         model.all_time_, model.recent_ = z["all_time"], z["recent"]
         model.category_share_, model.trend_ = z["category_share"], z["trend"]
+        model.seasonal_ = z["seasonal"]
         model.item_category_, model.categories_ = z["item_category"], z["categories"]
         return model
 

@@ -46,8 +46,11 @@ def registered() -> dict[str, type[Source]]:
 
 
 def pipeline_names() -> tuple[str, ...]:
-    """``hybrid`` and every source's baseline pipeline (e.g. ``popularity``, ``als``)."""
-    return ("hybrid", *(cls.pipeline_name() for cls in registered().values()))
+    """``hybrid`` and every source's baseline pipelines (e.g. ``popularity``, ``als``)."""
+    names = ["hybrid"]
+    for cls in registered().values():
+        names += [cls.pipeline_name(), *cls.extra_pipelines]
+    return tuple(names)
 
 
 def build_sources(names: tuple[str, ...], configs: dict[str, SourceConfig], parts: Parts

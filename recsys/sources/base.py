@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from recsys.catalog import Catalog
     from recsys.models.base import TrainingData
     from recsys.models.popularity import PopularityModel
+    from recsys.purchases import RepeatStats
     from recsys.space import Space
 
 
@@ -46,6 +47,7 @@ class Parts:
     catalog: Catalog
     popularity: PopularityModel
     spaces: dict[str, Space]        # "cf": ALS factors, "content": content embeddings
+    repeat: RepeatStats             # how items are re-bought across shoppers
 
 
 class Source(ABC):
@@ -56,6 +58,11 @@ class Source(ABC):
     name: ClassVar[str]
     pipeline: ClassVar[str | None] = None       # baseline pipeline name (default: ``name``)
     config_class: ClassVar[type[SourceConfig]] = SourceConfig
+    # proposals never cut from the pool (the shopper's own purchases: repeat vs discovery is
+    # for the ranker to learn, so every bought item must reach it)
+    always_in_pool: ClassVar[bool] = False
+    # baselines this source leads, with fallbacks: name -> sources, ranked source by source
+    extra_pipelines: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: SourceConfig, parts: Parts) -> None:
         self.config = config

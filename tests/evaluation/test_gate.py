@@ -14,6 +14,7 @@ from pipelines.cli_args import add_gate_arguments
 from pipelines.gate import gate, gate_command
 from recsys.configfile import load_config, parse_config
 from recsys.errors import ConfigError
+from tests.evaluation.test_report import TINY_TOML
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "gate.toml"
 FAST = {"n_resamples": 300}
@@ -65,17 +66,51 @@ def test_check_gate_verdicts() -> None:
     assert noisy.rules[0].passed   # within noise: not significantly worse
 
 
-def test_gate_passes_a_bundle_against_itself(tiny_shop: Path, tiny_bundle: Path,
+@pytest.fixture(scope="module")
+def before_cutoff(tiny_folds: list, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle fitted on the events before the default cutoff: scored as it is."""
+    out = tmp_path_factory.mktemp("gate") / "champion"
+    tiny_folds[0].rec.save(out)
+    return out
+
+
+def test_gate_passes_a_bundle_against_itself(tiny_shop: Path, before_cutoff: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    outcome = gate(tiny_bundle, tiny_bundle, tiny_shop, rules=GateRules(**FAST))
+    outcome = gate(before_cutoff, before_cutoff, tiny_shop, rules=GateRules(**FAST))
     assert outcome.exit_code == 0 and outcome.users >= 2
     lines = capsys.readouterr().out.strip().splitlines()
+    assert "candidate: the bundle as it is" in lines[0]
     assert lines[-1].startswith("gate: PASS")
     assert all(line.startswith("PASS") for line in lines[1:-1])
     assert len(lines[1:-1]) == len(outcome.rules)
 
 
-def test_gate_fails_an_impossible_coverage_floor(tiny_shop: Path, tiny_bundle: Path,
+def test_a_worse_challenger_is_refused(tiny_shop: Path, before_cutoff: Path,
+                                       tmp_path: Path) -> None:
+    """A config that serves popularity alone, fitted before the window as production would
+    have, fails against the champion: the gate stops it."""
+    worse = tmp_path / "worse.toml"
+    disabled = "".join(f"[hybrid.sources.{s}]\nenabled = false\n" for s in (
+        "cf", "content", "i2i_cf", "i2i_content", "copurchase", "itemknn", "repeat", "ppop",
+        "tifu", "trending", "seasonal", "popular_cat"))
+    worse.write_text(TINY_TOML + disabled)
+    outcome = gate(worse, before_cutoff, tiny_shop, rules=GateRules(**FAST))
+    assert outcome.exit_code == 1
+    assert not next(r for r in outcome.rules if r.metric == "ndcg@10").passed
+
+
+def test_a_newer_bundle_is_refitted_before_the_window(tiny_shop: Path, tiny_bundle: Path,
+                                                      before_cutoff: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """A bundle that saw the window (trained on every event) is not scored on it: its config
+    is fitted on the events before the window."""
+    outcome = gate(tiny_bundle, before_cutoff, tiny_shop, rules=GateRules(**FAST))
+    assert "candidate: its config refitted before the window" in capsys.readouterr().out
+    assert outcome.users >= 2
+
+
+def test_gate_fails_an_impossible_coverage_floor(tiny_shop: Path, before_cutoff: Path,
                                                  tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     rules = tmp_path / "gate.toml"
@@ -83,8 +118,9 @@ def test_gate_fails_an_impossible_coverage_floor(tiny_shop: Path, tiny_bundle: P
                      '[min_value]\n"coverage@10" = 1.01\n')
     parser = argparse.ArgumentParser()
     add_gate_arguments(parser)
-    args = parser.parse_args(["--candidate", str(tiny_bundle), "--champion", str(tiny_bundle),
-                              "--data", str(tiny_shop), "--rules", str(rules)])
+    args = parser.parse_args(["--candidate", str(before_cutoff), "--champion",
+                              str(before_cutoff), "--data", str(tiny_shop), "--rules",
+                              str(rules)])
     assert gate_command(args) == 1
     out = capsys.readouterr().out
     assert "FAIL  min_value coverage@10" in out and "PASS  not_worse ndcg@10" in out

@@ -1,8 +1,6 @@
-"""Offline evaluation through the serving code path, on the tiny trained bundle."""
+"""Offline evaluation through the serving code path, on the tiny shop's backtest fold."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,22 +18,14 @@ from evaluation.offline import (
     score_lists,
     subset_window,
 )
-from pipelines.evaluate import load_window, resolve_window, window_events
-from recsys.data.validate import load_dataset
-from recsys.errors import ConfigError, DataError
 from recsys.recommender import HybridRecommender
 
 KS = (5, 10)
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_shop: Path, tiny_bundle: Path) -> tuple[HybridRecommender, EvalWindow]:
-    rec = HybridRecommender.load(tiny_bundle)
-    assert rec.manifest is not None
-    dataset = load_dataset(tiny_shop)
-    start, end, _ = resolve_window(rec.manifest, None)
-    events = window_events(dataset.events, dataset.items, start, end)
-    return rec, load_window(rec, events, start)
+def setup(tiny_folds: list) -> tuple[HybridRecommender, EvalWindow]:
+    return tiny_folds[0].rec, tiny_folds[0].window
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +93,29 @@ def test_history_popularity_is_the_user_based_share(setup) -> None:
     np.testing.assert_allclose(history_popularity(rec, window.start), expected)
 
 
-def test_window_default_is_the_test_split_and_rejects_bad_input(tiny_bundle: Path) -> None:
-    manifest = HybridRecommender.load(tiny_bundle).manifest
-    assert manifest is not None
-    start, end, source = resolve_window(manifest, None)
-    assert start == pd.Timestamp(manifest.data.test_start)
-    assert end is None and "test split" in source
-    with pytest.raises(ConfigError, match="not after"):
-        resolve_window(manifest, ("2024-01-02", "2024-01-01"))
-    with pytest.raises(ConfigError, match="cannot parse"):
-        resolve_window(manifest, ("yesterday-ish", None))
+def test_the_window_is_shoppers_with_history_who_bought(setup, tiny_folds: list) -> None:
+    rec, window = setup
+    before = int(window.start.timestamp())
+    assert all(len(rec.history.slice(u, before=before)) > 0 for u in window.users)
+    assert window.returning.all()
+    # the three targets partition what was bought: re-purchases and new items
+    for full, new, repeat in zip(window.relevant, window.relevant_new, window.relevant_repeat,
+                                 strict=True):
+        assert sorted([*new.tolist(), *repeat.tolist()]) == sorted(full.tolist())
+    assert any(len(r) for r in window.relevant_repeat) and any(len(n) for n in
+                                                               window.relevant_new)
+
+
+def test_surface_lists_hold_only_their_items(setup) -> None:
+    rec, window = setup
+    small = subset_window(window, np.arange(min(30, len(window.users))))
+    before = int(window.start.timestamp())
+    again = recommend_lists(rec, small, 10, surface="buy_again")
+    new = recommend_lists(rec, small, 10, surface="discover")
+    for row, user in enumerate(small.users):
+        bought = set(rec.history.slice(user, before=before).purchased().tolist())
+        assert set(again[row][again[row] >= 0].tolist()) <= bought
+        assert not set(new[row][new[row] >= 0].tolist()) & bought
 
 
 def test_empty_window_is_a_clear_error(setup) -> None:
@@ -121,5 +124,3 @@ def test_empty_window_is_a_clear_error(setup) -> None:
                           "event_type": pd.Series(dtype=str), "price": pd.Series(dtype=float),
                           "quantity": pd.Series(dtype=int)})
     assert len(make_window(rec, frame, start=window.start).users) == 0
-    with pytest.raises(DataError, match="need at least 2"):
-        load_window(rec, frame, window.start)

@@ -9,13 +9,13 @@ from recsys.features import GROUPS, FeatureGroup, FeatureInput, FeatureSet, feat
 from recsys.pool import SourceResult, merge
 from tests.world import World
 
-SOURCES = ("cf", "buyagain")
+SOURCES = ("cf", "repeat")
 
 
 def values(world: World, ctx_args: dict, *items: str) -> dict[str, np.ndarray]:
     """Every feature of ``items`` as candidates, by name."""
     ids = world.ids(*items)
-    pool = merge({"buyagain": SourceResult(ids, np.arange(len(ids), 0, -1, dtype=np.float32))},
+    pool = merge({"repeat": SourceResult(ids, np.arange(len(ids), 0, -1, dtype=np.float32))},
                  SOURCES, 100)
     matrix = FeatureSet(SOURCES, world.parts).build(pool, world.context(**ctx_args))
     order = np.argsort(pool.ids)[np.argsort(np.argsort(ids))]   # pool rows in `items` order
@@ -36,7 +36,7 @@ def test_every_group_returns_exactly_its_names(world: World, ctx_args: dict) -> 
 
 def test_layout_sources_first_and_no_name_twice(world: World) -> None:
     names = FeatureSet(SOURCES, world.parts).names
-    assert names[:5] == ("cf_score", "buyagain_score", "cf_rank", "buyagain_rank", "n_sources")
+    assert names[:5] == ("cf_score", "repeat_score", "cf_rank", "repeat_rank", "n_sources")
     assert len(names) == len(set(names))
 
     with pytest.raises(ValueError, match=r"feature\(s\) \['trend'\] defined twice"):
@@ -51,13 +51,30 @@ def test_layout_sources_first_and_no_name_twice(world: World) -> None:
 
 def test_source_columns_and_repeat_features(world: World) -> None:
     v = values(world, {"user": "u1"}, "k0", "k1", "k2")
-    np.testing.assert_array_equal(v["buyagain_score"], [3, 2, 1])
-    np.testing.assert_array_equal(v["buyagain_rank"], [1, 2, 3])
+    # source scores relative to the source's best in the request (scale-free)
+    np.testing.assert_allclose(v["repeat_score"], [1, 2 / 3, 1 / 3], rtol=1e-6)
+    np.testing.assert_array_equal(v["repeat_rank"], [1, 2, 3])
     assert np.isnan(v["cf_score"]).all() and np.isnan(v["cf_rank"]).all()
     np.testing.assert_array_equal(v["n_sources"], [1, 1, 1])
-    np.testing.assert_array_equal(v["times_bought"], [3, 1, 0])     # u1: k0 x3, k1 once
-    np.testing.assert_allclose(v["days_since_bought"][:2], [10, 5])  # days 20 and 25, now 30
+    # u1 bought k0 on days 1, 10, 20 and k1 on day 25 (4 baskets in all); now is day 30
+    np.testing.assert_array_equal(v["times_bought"], [3, 1, 0])
+    np.testing.assert_array_equal(v["baskets_bought"], [3, 1, 0])
+    np.testing.assert_allclose(v["basket_share"], [3 / 4, 1 / 4, 0])
+    np.testing.assert_allclose(v["days_since_bought"][:2], [10, 5])
     assert np.isnan(v["days_since_bought"][2])
+    np.testing.assert_allclose(v["usual_gap_days"][0], 19 / 2)     # (20 - 1) / 2 gaps
+    assert np.isnan(v["usual_gap_days"][1])                          # bought once
+    np.testing.assert_allclose(v["gap_ratio"][0], 10 / 9.5)
+    np.testing.assert_array_equal(v["baskets_since_bought"][:2], [1, 0])  # k1's basket after
+    np.testing.assert_array_equal(v["in_recent_baskets"], [2, 1, 0])  # last 3: days 10, 20, 25
+    np.testing.assert_allclose(v["freq_h30"][1], 0.5 ** (5 / 30))
+    np.testing.assert_allclose(v["user_repeat_share"], 1 - 2 / 4)   # 2 items in 4 pairs
+    np.testing.assert_allclose(v["user_baskets"], np.log1p(4))
+    np.testing.assert_allclose(v["days_since_basket"], 5)
+    np.testing.assert_array_equal(v["bought_last_season"], [0, 0, 0])
+    stats = world.parts.repeat
+    np.testing.assert_allclose(v["item_repeat_rate"], stats.repeat_rate[world.ids("k0", "k1",
+                                                                                  "k2")])
 
 
 def test_user_features(world: World) -> None:
@@ -77,7 +94,8 @@ def test_user_features(world: World) -> None:
 def test_item_and_session_features(world: World) -> None:
     v = values(world, {"user": None, "cart": ("k0",), "views": ("g0",)}, "k0", "g0", "k3")
     pop = world.parts.popularity.item_popularity("all_time")
-    np.testing.assert_allclose(v["pop_all"], np.log1p(pop[world.ids("k0", "g0", "k3")]),
+    relative = pop * len(pop) / pop.sum()          # 1 = as popular as the average item
+    np.testing.assert_allclose(v["pop_all"], np.log1p(relative[world.ids("k0", "g0", "k3")]),
                                rtol=1e-6)
     np.testing.assert_array_equal(v["is_cold"], [0, 0, 1])      # nobody touched k3
     np.testing.assert_array_equal(v["price"], [10, 15, 5])

@@ -146,6 +146,19 @@ def test_filters_apply(client: TestClient) -> None:
     assert any("Nope" in w for w in body["warnings"])
 
 
+def test_surfaces_fill_their_own_lists(client: TestClient) -> None:
+    rec = rec_of(client)
+    user = known_user(client)
+    bought = set(map(str, rec.items.to_external(rec.history.slice(user).purchased())))
+    lists = {surface: [i["item_id"] for i in client.post("/v1/recommendations", json={
+        "user_id": user, "k": 10, "surface": surface}).json()["items"]]
+             for surface in ("for_you", "buy_again", "discover")}
+    assert lists["buy_again"] and set(lists["buy_again"]) <= bought
+    assert lists["discover"] and not set(lists["discover"]) & bought
+    r = client.post("/v1/recommendations", json={"user_id": user, "surface": "elsewhere"})
+    assert r.status_code == 422 and error_locs(r) == [["body", "surface"]]
+
+
 @pytest.mark.parametrize("k", [0, 101, -1])
 def test_k_out_of_range_is_422_naming_k(client: TestClient, k: int) -> None:
     r = client.post("/v1/recommendations", json={"k": k})

@@ -18,7 +18,7 @@ def served(popularity: PopularityConfig) -> dict[str, list[str]]:
     rec = world.hybrid(world.hybrid().config.model_copy(
         update={"rules": RulesConfig(exclude_purchased=False)}))
     out = {}
-    for pipeline in ("popularity", "trending", "popular_cat"):
+    for pipeline in ("popularity", "trending", "popular_cat", "seasonal"):
         for user in (None, "u1"):
             response = rec.variant(pipeline).recommend(Request(user_id=user, k=4, timestamp=NOW))
             out[f"{pipeline}/{user}"] = [i.item_id for i in response.items]
@@ -33,6 +33,7 @@ CHANGES = [
     {"mode": "category"},
     {"half_life_days": 0.5},
     {"trend_days": 30.0},
+    {"season_days": 360.0},      # reaches back into the 30 days the tiny shop spans
     {"top_categories": 1},
     {"interactions": {"weights": {"view": 1.0, "click": 2.0, "add_to_cart": 4.0,
                                   "purchase": 0.5}}},

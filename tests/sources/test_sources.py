@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from recsys.config import DEFAULT_SOURCES, HybridConfig
+from recsys.context import Request
 from recsys.sources import build_sources, pipeline_names, register, registered
 from recsys.sources.base import Source
 from tests.world import NOW, World
@@ -30,8 +31,9 @@ def test_registry_has_every_default_source_and_one_pipeline_each() -> None:
     registry = registered()
     assert set(DEFAULT_SOURCES) <= set(registry)
     names = pipeline_names()
-    assert len(names) == len(set(names)) == len(registry) + 1
-    assert {"hybrid", "popularity", "als", "content"} <= set(names)
+    assert len(names) == len(set(names))
+    assert {"hybrid", "popularity", "als", "content", "buy_again", "buy_again_pop", "ppop",
+            "tifu", "itemknn"} <= set(names)
 
 
 def test_two_sources_with_one_name_are_refused() -> None:
@@ -44,20 +46,74 @@ def test_two_sources_with_one_name_are_refused() -> None:
         register(Impostor)
 
 
-def test_buyagain_ranks_by_recency_weighted_count(world: World) -> None:
-    source = sources(world, "buyagain")["buyagain"]
+def test_repeat_ranks_by_recency_weighted_baskets(world: World) -> None:
+    source = sources(world, "repeat")["repeat"]
     q = world.query(world.context("u1"))
     res = source.propose(q, 5)
-    # k0: three purchases 29, 20 and 10 days ago; k1: one, 5 days ago (half-life 30 days)
+    # k0: baskets 29, 20 and 10 days ago; k1: one, 5 days ago (half-life 90 days); g0 was
+    # only viewed, so it is not a repeat candidate
     assert ext(world, res.ids) == ["k0", "k1"]
-    expected = sum(0.5 ** (age / 30) for age in (29, 20, 10))
+    expected = sum(0.5 ** (age / 90) for age in (29, 20, 10))
     assert res.scores[0] == pytest.approx(expected, rel=1e-5)
     assert source.reason(int(res.ids[0]), -1, q) == "you bought it before (3x)"
-    # without a clock: plain counts; a masked item is never proposed
+    assert source.reason(int(res.ids[1]), -1, q) == "you bought it before"
+    # without a clock: plain basket counts; a masked item is never proposed
     mask = np.ones(len(world.catalog), bool)
     mask[world.ids("k0")] = False
     res = source.propose(world.query(world.context("u1", now=None), mask), 5)
     assert ext(world, res.ids) == ["k1"] and res.scores[0] == 1
+
+
+def test_repeat_candidates_always_enter_the_pool(world: World) -> None:
+    """However many other candidates there are, every bought item reaches the ranker."""
+    config = HybridConfig.model_validate({"candidates": 2})
+    rec = world.hybrid(config)
+    prep = rec.prepare(Request(user_id="u2", timestamp=NOW))
+    bought = set(world.ids("k0", "k1", "k2", "g0", "g1").tolist())
+    assert bought <= set(prep.pool.ids.tolist())
+    assert len(prep.pool) <= len(bought) + 2
+
+
+def test_ppop_is_personal_frequency_then_recent_popularity(world: World) -> None:
+    source = sources(world, "ppop")["ppop"]
+    res = source.propose(world.query(world.context("u1")), 4)
+    # u1's own items first (k0 in 3 baskets over k1 in 1), then the recently popular fill
+    assert ext(world, res.ids)[:2] == ["k0", "k1"]
+    assert res.scores[0] > 1 > res.scores[2]          # normalised own frequency + a little pop
+    anonymous = source.propose(world.query(world.context(None)), 3)
+    share = world.parts.popularity.item_popularity("recent")
+    assert ext(world, anonymous.ids) == ext(world, np.argsort(-share, kind="stable")[:3])
+
+
+def test_tifu_blends_own_and_neighbour_frequencies(world: World) -> None:
+    source = sources(world, "tifu")["tifu"]
+    own = source.propose(world.query(world.context("u4")), 5)   # u4 bought k0 and g0 once
+    assert set(ext(world, own.ids)) >= {"k0", "g0"}
+    # neighbours of u3 (garden viewer, no purchase) give nothing; u2's neighbours buy k0/g0
+    u2 = source.propose(world.query(world.context("u2")), 8)
+    assert {"k0", "g0"} <= set(ext(world, u2.ids))
+
+
+def test_basket_weights_follow_the_paper() -> None:
+    from recsys.sources.tifu import basket_weights
+
+    # 3 baskets, 7 groups allowed: each basket is its own group, decayed across groups only
+    w = basket_weights(np.arange(3), np.full(3, 3), 7, 0.9, 0.7)
+    np.testing.assert_allclose(w, [0.7 ** 2 / 3, 0.7 / 3, 1 / 3])
+    # 4 baskets in 2 groups of 2: within-group and across-group decay, averaged
+    w = basket_weights(np.arange(4), np.full(4, 4), 2, 0.5, 0.25)
+    np.testing.assert_allclose(w, [0.5 * 0.25 / 4, 0.25 / 4, 0.5 / 4, 1 / 4])
+
+
+def test_itemknn_follows_shared_buyers(world: World) -> None:
+    source = sources(world, "itemknn")["itemknn"]
+    q = world.query(world.context(None, cart=("k2",)))
+    res = source.propose(q, 5)
+    # k2's only buyer (u2) also bought k0, k1, g0, g1
+    assert {"k0", "k1"} <= set(ext(world, res.ids))
+    named = [source.reason(int(i), int(v), q) for i, v in zip(res.ids, res.via, strict=True)
+             if v != i]
+    assert "shoppers who bought 'wooden spoon' (k2) also bought it" in named
 
 
 def test_copurchase_proposes_basket_mates_of_the_cart_and_names_them(world: World) -> None:
@@ -142,8 +198,8 @@ def test_disabled_source_leaves_the_pool_features_and_pipelines() -> None:
 
 
 def test_now_is_used_for_recency(world: World) -> None:
-    """The same purchases, asked later: older purchases weigh less (buy-again's half-life)."""
-    source = sources(world, "buyagain")["buyagain"]
+    """The same purchases, asked later: older purchases weigh less (repeat's half-life)."""
+    source = sources(world, "repeat")["repeat"]
     early = source.propose(world.query(world.context("u1")), 2).scores
     later = NOW + pd.Timedelta(days=60)
     late = source.propose(world.query(world.context("u1", now=later)), 2).scores

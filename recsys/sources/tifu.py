@@ -1,0 +1,182 @@
+"""TIFU-KNN (Hu et al., SIGIR 2020): a shopper's personalised item frequency (baskets in up to
+``groups`` time groups, decayed within and across groups) blended with the mean frequency vector
+of their nearest shoppers (Euclidean, as the paper). A strong next-basket baseline, and its score
+is a ranker feature (the neighbours' frequency of an item).
+
+The shopper's own part is computed per request from their history (so it sees their latest
+purchases); the neighbours' part is fitted: for each training shopper, the top items of their
+neighbours' mean vector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import Field
+
+from recsys import columns as C
+from recsys.context import Query
+from recsys.copurchase import top_n_per_row
+from recsys.persist import read_csr, read_meta, write_csr, write_meta
+from recsys.pool import SourceResult, unique_inverse
+from recsys.sources import register
+from recsys.sources.base import Parts, Source, SourceConfig, from_pairs
+
+if TYPE_CHECKING:
+    from recsys.models.base import TrainingData
+
+KIND = "tifu"
+FORMAT_VERSION = 1
+
+
+class TifuConfig(SourceConfig):
+    """Defaults: the paper's reference settings (their code's defaults), not tuned here."""
+
+    depth: int = Field(100, ge=0)
+    groups: int = Field(7, ge=1)                     # time groups of a shopper's baskets
+    within_decay: float = Field(0.9, gt=0, le=1)     # r_b: older baskets in a group count less
+    group_decay: float = Field(0.7, gt=0, le=1)      # r_g: older groups count less
+    neighbours: int = Field(300, ge=1)               # k nearest shoppers
+    alpha: float = Field(0.7, ge=0, le=1)            # own vector vs the neighbours' mean
+    keep: int = Field(200, ge=1)                     # neighbour items kept per shopper
+
+
+def basket_weights(position: np.ndarray, n_baskets: np.ndarray, groups: int,
+                   within: float, across: float) -> np.ndarray:
+    """TIFU's weight of a shopper's basket at chronological ``position`` (0 = oldest) among
+    ``n_baskets``: baskets split into ``min(groups, n)`` groups as evenly as possible (earlier
+    groups take the remainder), decayed within their group and across groups, averaged."""
+    g_real = np.minimum(groups, n_baskets)
+    q, r = np.divmod(n_baskets, g_real)
+    big = r * (q + 1)                               # baskets in the larger (earlier) groups
+    in_big = position < big
+    rest = position - big
+    qs = np.maximum(q, 1)
+    group = np.where(in_big, position // (q + 1), r + rest // qs)
+    pos = np.where(in_big, position % (q + 1), rest % qs)
+    size = np.where(in_big, q + 1, q)
+    return (within ** (size - 1 - pos) * across ** (g_real - 1 - group)
+            / size / g_real).astype(np.float64)
+
+
+def _basket_table(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> pd.DataFrame:
+    """Distinct (user, basket, item) rows with each basket's position among the user's."""
+    frame = pd.DataFrame({"u": users, "t": times, "i": items}).drop_duplicates()
+    baskets = frame[["u", "t"]].drop_duplicates().sort_values(["u", "t"], kind="stable")
+    baskets["pos"] = baskets.groupby("u").cumcount()
+    baskets["n"] = baskets.groupby("u")["pos"].transform("size")
+    return frame.merge(baskets, on=["u", "t"])
+
+
+class TifuModel:
+    """The fitted neighbour part: ``neighbour_items_`` (users x items CSR, top ``keep`` items of
+    each training shopper's neighbours' mean frequency vector)."""
+
+    def __init__(self, config: TifuConfig) -> None:
+        self.config = config
+        self.neighbour_items_: sp.csr_matrix | None = None
+
+    def vectors(self, users: np.ndarray, items: np.ndarray, times: np.ndarray,
+                n_users: int, n_items: int) -> sp.csr_matrix:
+        c = self.config
+        t = _basket_table(users, items, times)
+        w = basket_weights(t["pos"].to_numpy(), t["n"].to_numpy(), c.groups, c.within_decay,
+                           c.group_decay)
+        m = sp.csr_matrix((w, (t["u"].to_numpy(), t["i"].to_numpy())), shape=(n_users, n_items))
+        m.sum_duplicates()
+        return m
+
+    def fit(self, data: TrainingData, chunk: int = 512) -> TifuModel:
+        c = self.config
+        buys = data.events[data.events[C.EVENT_TYPE].astype(str) == C.PURCHASE]
+        n_users, n_items = len(data.users), len(data.items)
+        u = self.vectors(buys["user_idx"].to_numpy(), buys["item_idx"].to_numpy(),
+                         buys[C.TIMESTAMP].astype("int64").to_numpy(), n_users, n_items)
+        norms = np.asarray(u.multiply(u).sum(axis=1)).ravel()
+        active = np.flatnonzero(norms > 0)
+        ut = u[active].T.tocsr()
+        k = min(c.neighbours, len(active) - 1)
+        rows = []
+        for lo in range(0, len(active), chunk):
+            block = active[lo:lo + chunk]
+            if k < 1:
+                rows.append(sp.csr_matrix((len(block), n_items)))
+                continue
+            dot = np.asarray((u[block] @ ut).todense())
+            dist = norms[block][:, None] + norms[active][None, :] - 2.0 * dot
+            dist[np.arange(len(block)), lo + np.arange(len(block))] = np.inf   # not oneself
+            nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]
+            pick = sp.csr_matrix((np.full(nearest.size, 1.0 / k),
+                                  (np.repeat(np.arange(len(block)), k), nearest.ravel())),
+                                 shape=(len(block), len(active)))
+            rows.append(top_n_per_row((pick @ u[active]).tocsr().astype(np.float32), c.keep))
+        if not rows:
+            self.neighbour_items_ = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+            return self
+        # rows of the active shoppers back to every shopper's row (inactive ones stay empty)
+        place = sp.csr_matrix((np.ones(len(active)), (active, np.arange(len(active)))),
+                              shape=(n_users, len(active)))
+        self.neighbour_items_ = (place @ sp.vstack(rows)).tocsr().astype(np.float32)
+        return self
+
+
+@register
+class TifuSource(Source):
+    name = "tifu"
+    config_class = TifuConfig
+    config: TifuConfig
+
+    def __init__(self, config: TifuConfig, parts: Parts) -> None:
+        super().__init__(config, parts)
+        self.model = TifuModel(config)
+
+    def fit(self, data: TrainingData) -> Self:
+        self.model.fit(data)
+        return self
+
+    def _own(self, query: Query) -> tuple[np.ndarray, np.ndarray]:
+        b = query.ctx.baskets
+        if len(b) == 0:
+            return np.empty(0, np.int64), np.empty(0)
+        times = b.basket_times
+        pos = np.searchsorted(times, b.pair_time)
+        n = np.full(len(pos), len(times))
+        c = self.config
+        w = basket_weights(pos, n, c.groups, c.within_decay, c.group_decay)
+        uniq, inv = unique_inverse(b.pair_item)
+        return uniq, np.bincount(inv, w, minlength=len(uniq))
+
+    def propose(self, query: Query, k: int) -> SourceResult:
+        if k <= 0:
+            return SourceResult.empty()
+        own_ids, own = self._own(query)
+        row = query.ctx.user_row
+        m = self.model.neighbour_items_
+        a = self.config.alpha
+        ids, scores = own_ids, a * own
+        if m is not None and 0 <= row < m.shape[0]:
+            lo, hi = m.indptr[row], m.indptr[row + 1]
+            ids = np.concatenate([ids, m.indices[lo:hi].astype(np.int64)])
+            scores = np.concatenate([scores, (1 - a) * m.data[lo:hi]])
+        if len(ids) == 0:
+            return SourceResult.empty()
+        uniq, inv = unique_inverse(ids)
+        return from_pairs(uniq, np.bincount(inv, scores, minlength=len(uniq)), query.mask, k)
+
+    def reason(self, item: int, via: int, query: Query) -> str | None:
+        return ("you buy it regularly" if query.ctx.baskets.count(item)
+                else "shoppers who buy what you buy get it")
+
+    def save(self, directory: Path) -> list[str]:
+        assert self.model.neighbour_items_ is not None
+        return [write_csr(directory, KIND, self.model.neighbour_items_),
+                write_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)]
+
+    def load_state(self, directory: Path) -> Self:
+        read_meta(directory, KIND, kind=KIND, version=FORMAT_VERSION)
+        self.model.neighbour_items_ = read_csr(directory, KIND)
+        return self
