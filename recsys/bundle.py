@@ -13,6 +13,7 @@ Layout of a bundle directory (each part writes through :mod:`recsys.persist`)::
     repeat/                    how items are re-bought across shoppers
     sources/<name>/            state a source fitted itself (co-purchase, TIFU, item-kNN)
     rankers/<surface>/         LightGBM text model + its feature list, per surface
+    profile/                   the served lists' features and scores at fit (drift baseline)
 
 Nothing is unpickled on load. :func:`load_bundle` validates the manifest, verifies every
 checksum before reading a byte of model data, and refuses a bundle whose feature list is not
@@ -55,6 +56,7 @@ from recsys.persist import (
     write_arrays,
     write_meta,
 )
+from recsys.profile import FeatureProfile
 from recsys.purchases import RepeatStats
 from recsys.sources import build_sources
 from recsys.sources.base import Parts
@@ -110,6 +112,8 @@ def save_bundle(rec: HybridRecommender, out: str | Path) -> Manifest:
             written.rmdir()
     for surface, ranker in rec.rankers.items():
         part(f"rankers/{surface}", ranker.save)
+    if rec.profile is not None:
+        part("profile", rec.profile.save)
     created = datetime.now(UTC)
     checksums = {f: sha256_file(out / f) for fs in files.values() for f in fs}
     report = rec.report
@@ -168,6 +172,8 @@ def load_bundle(directory: str | Path) -> HybridRecommender:
                           f"retrain with this version")
     for surface, ranker in rankers.items():
         rec.set_ranker(ranker, surface)
+    if "profile" in manifest.files:
+        rec.profile = FeatureProfile.load(directory / "profile")
     return rec
 
 

@@ -52,6 +52,10 @@ class Response:
     items: list[Recommendation]
     fallback: bool
     warnings: list[str] = field(default_factory=list)
+    # with_features=True: each served item's feature row (HybridRecommender.features.names)
+    # and ranking score, for drift monitoring
+    features: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
 
 @dataclass

@@ -39,6 +39,7 @@ from recsys.models.content import ContentModel
 from recsys.models.mf import MFModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.ranker import Ranker
+from recsys.profile import FeatureProfile, top_rows
 from recsys.purchases import RepeatStats
 from recsys.ranker_data import RankerDataset, build_datasets, concat
 from recsys.recommender import HybridRecommender
@@ -142,13 +143,14 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
         windows.append((older.recommender(history, config),
                         events[(ts >= begin) & (ts < end)], begin))
         end = begin
-    rankers, ranker_infos = fit_rankers(windows, history, config, progress, say)
+    rankers, ranker_infos, profile = fit_rankers(windows, history, config, progress, say)
     timings["rankers"] = round(time.perf_counter() - t, 2)
     final = past
     if config.refit:
         final = fit_first_stage(events, dataset.items, refit_config(config, past), None, say,
                                 timings, "refit", progress)
     rec = final.recommender(history, config, rankers)
+    rec.profile = profile
     timings["total"] = round(time.perf_counter() - started, 2)
     spans = {"served_parts": final.span, "holdout_parts": past.span, "rankers": _span(late),
              "history": _span(events)}
@@ -162,9 +164,10 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
 
 def fit_rankers(windows: list[tuple[HybridRecommender, pd.DataFrame, pd.Timestamp]],
                 history: HistoryIndex, config: TrainConfig, progress: bool, say: Log
-                ) -> tuple[dict[str, Ranker], dict[str, RankerInfo]]:
+                ) -> tuple[dict[str, Ranker], dict[str, RankerInfo], FeatureProfile | None]:
     """One ranker per surface with enough usable queries, from every (point-in-time
-    recommender, window, window start)."""
+    recommender, window, window start); and the profile of the for_you ranker's top-10 rows
+    (what drift monitoring compares live traffic with)."""
     per_window = [build_datasets(rec, window, history, start=int(start.timestamp()),
                                  cutoffs=config.ranker_cutoffs,
                                  max_queries=config.ranker_queries // len(windows),
@@ -174,6 +177,7 @@ def fit_rankers(windows: list[tuple[HybridRecommender, pd.DataFrame, pd.Timestam
     datasets = {s: concat([d[s] for d in per_window]) for s in per_window[0]}
     rec = windows[0][0]
     rankers, infos = {}, {}
+    profile = None
     for surface, ds in datasets.items():
         info: dict[str, Any] = {"queries": len(ds.groups), "rows": int(len(ds.labels)),
                                 "skipped_no_positive": ds.skipped_no_positive}
@@ -183,10 +187,14 @@ def fit_rankers(windows: list[tuple[HybridRecommender, pd.DataFrame, pd.Timestam
             info.update(best_iteration=ranker.best_iteration_,
                         holdout=ranker.history_[ranker.best_iteration_ - 1],
                         importances=ranker.importances(), history=ranker.history_)
+            if surface == "for_you":
+                scores = ranker.predict(ds.features)
+                top = top_rows(scores, ds.groups)
+                profile = FeatureProfile.fit(ds.features[top], rec.features.names, scores[top])
         infos[surface] = RankerInfo(**info)
         say(f"ranker {surface}: {info['queries']:,} queries, {info['rows']:,} rows"
             + ("" if surface in rankers else " (too few: the for_you ranker stands in)"))
-    return rankers, infos
+    return rankers, infos, profile
 
 
 def _fit_ranker(ds: RankerDataset, config: TrainConfig, names: list[str]) -> Ranker:

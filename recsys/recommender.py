@@ -28,6 +28,7 @@ from recsys.history import HistoryIndex, UserEvents
 from recsys.manifest import FitReport
 from recsys.models.ranker import Ranker
 from recsys.pool import CandidatePool, merge
+from recsys.profile import FeatureProfile
 from recsys.rules import category_cap, eligible_mask, mmr
 from recsys.sources.base import Parts, Source, top_masked
 
@@ -91,6 +92,8 @@ class HybridRecommender:
         for surface, ranker in (rankers or {}).items():
             self.set_ranker(ranker, surface)
         self.manifest = manifest
+        # the served lists as the ranker saw them when it learned (drift monitoring)
+        self.profile: FeatureProfile | None = None
         # what fitting learned about itself (a loaded bundle: its manifest's record)
         self.report: FitReport | None = FitReport.of(manifest) if manifest else None
         self.pipeline = "hybrid"
@@ -257,10 +260,14 @@ class HybridRecommender:
         fused = np.where(ranks > 0, 1.0 / (self.config.rank_fusion_k + ranks), 0.0)
         return fused.sum(axis=1).astype(np.float32)
 
-    def recommend(self, request: Request, *, explain: bool = True) -> Response:
+    def recommend(self, request: Request, *, explain: bool = True,
+                  history: UserEvents | None = None, with_features: bool = False) -> Response:
+        """Top-k for ``request``. ``history`` replaces the stored one (e.g. with events that
+        arrived after the bundle was fitted); ``with_features`` returns the feature rows of
+        the items served and their pool (for drift monitoring)."""
         if not 1 <= request.k <= self.config.max_k:
             raise DataError(f"k = {request.k} (expected 1..{self.config.max_k})")
-        prep = self.prepare(request)
+        prep = self.prepare(request, history)
         pool = prep.pool
         if len(pool) == 0:
             return Response([], prep.fallback, prep.warnings + ["no eligible items"])
@@ -283,6 +290,9 @@ class HybridRecommender:
         for rank, (pos, why) in enumerate(zip(chosen, reasons, strict=True), start=1):
             out.append(Recommendation(str(self.items.external_ids[pool.ids[pos]]),
                                       float(scores[pos]), rank, why))
+        if with_features:
+            return Response(out, prep.fallback, prep.warnings, prep.features[chosen],
+                            scores[chosen])
         return Response(out, prep.fallback, prep.warnings)
 
     def _reasons(self, prep: Prepared, chosen: list[int], pins: list[int]) -> list[list[str]]:
