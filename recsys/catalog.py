@@ -23,6 +23,7 @@ KIND = "catalog"
 FORMAT_VERSION = 1
 TABLE_FILE = "items.parquet"
 NO_TIME = np.iinfo(np.int64).min     # first_seen unknown
+LISTED = "listed"                    # a catalog column of the catalog API, not of the data
 
 
 class Catalog:
@@ -45,6 +46,9 @@ class Catalog:
         self.price = table[C.PRICE].to_numpy(np.float64)
         self.in_stock = (table[C.IN_STOCK].to_numpy(bool) if C.IN_STOCK in table
                          else np.ones(len(table), dtype=bool))
+        # delisted through the catalog API: never served again, whatever the shop's rules
+        self.listed = (table[LISTED].to_numpy(bool) if LISTED in table
+                       else np.ones(len(table), dtype=bool))
         self.first_seen = np.full(len(table), NO_TIME, dtype=np.int64)
         if C.FIRST_SEEN in table:
             seen = table[C.FIRST_SEEN]

@@ -39,4 +39,6 @@ EVENT_REQUIRED: tuple[str, ...] = (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE)
 ITEM_COLUMNS: tuple[str, ...] = (
     ITEM_ID, TITLE, CATEGORY, BRAND, PRICE, DESCRIPTION, IN_STOCK, FIRST_SEEN,
 )
-ITEM_REQUIRED: tuple[str, ...] = (ITEM_ID, TITLE, CATEGORY, PRICE)
+# only the id: a title defaults to the id, a category to UNKNOWN_CATEGORY, a price to unknown
+ITEM_REQUIRED: tuple[str, ...] = (ITEM_ID,)
+UNKNOWN_CATEGORY = "unknown"

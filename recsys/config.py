@@ -28,7 +28,7 @@ from recsys.sources.base import SourceConfig
 # [hybrid.sources.NAME] table).
 DEFAULT_SOURCES: tuple[str, ...] = ("cf", "content", "i2i_cf", "i2i_content", "copurchase",
                                     "itemknn", "repeat", "ppop", "tifu", "popular", "trending",
-                                    "seasonal", "popular_cat")
+                                    "seasonal", "popular_cat", "new_arrivals")
 
 
 class HybridConfig(StrictModel):

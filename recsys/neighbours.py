@@ -38,3 +38,13 @@ def spread(matrix: sp.csr_matrix, items: np.ndarray, weights: np.ndarray | None 
     heads = np.flatnonzero(first)
     total = np.add.reduceat(s, heads).astype(np.float32)
     return c[heads], total, np.repeat(items, lengths)[order[heads]]
+
+
+def padded(matrix: sp.csr_matrix, shape: tuple[int, int]) -> sp.csr_matrix:
+    """``matrix`` with empty rows and columns appended up to ``shape`` (no copy of its data):
+    items added to the catalog have no neighbours until the next fit."""
+    rows, cols = shape
+    if rows < matrix.shape[0] or cols < matrix.shape[1]:
+        raise ValueError(f"cannot shrink a {matrix.shape} matrix to {shape}")
+    indptr = np.concatenate([matrix.indptr, np.full(rows - matrix.shape[0], matrix.indptr[-1])])
+    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=shape)

@@ -144,6 +144,13 @@ class RepeatStats:
         gap_days[gaps.index.to_numpy(dtype=np.int64)] = gaps.to_numpy()
         return cls(buyers, repeat_buyers, gap_days)
 
+    def with_items(self, n_new: int) -> RepeatStats:
+        """Also ``n_new`` items nobody has bought yet (their rate is the catalog-wide one)."""
+        zeros = np.zeros(n_new)
+        return RepeatStats(np.concatenate([self.buyers, zeros]),
+                           np.concatenate([self.repeat_buyers, zeros]),
+                           np.concatenate([self.gap_days, np.full(n_new, np.nan)]))
+
     def save(self, directory: Path) -> list[str]:
         return [write_arrays(directory, KIND, {"buyers": self.buyers,
                                                "repeat_buyers": self.repeat_buyers,

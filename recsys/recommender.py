@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from recsys.config import HybridConfig, TrainConfig
 from recsys.context import Context, Query, Recommendation, Request, Response
@@ -328,7 +329,7 @@ class HybridRecommender:
         if np.any(cf[i]):
             w = self.config.similar_cf_weight
             sims = (1 - w) * sims + w * (cf @ cf[i])
-        mask = self.catalog.in_stock.copy()
+        mask = self.catalog.in_stock & self.catalog.listed
         mask[i] = False
         res = top_masked(sims, mask, k)
         cat, name = self.catalog.category_codes, self.catalog.name(i)
@@ -336,6 +337,14 @@ class HybridRecommender:
                                [f"similar to {name}", f"in {self.catalog.category_of(i)}"]
                                if cat[j] == cat[i] else [f"similar to {name}"])
                 for r, (j, s) in enumerate(zip(res.ids, res.scores, strict=True), start=1)]
+
+    def update_catalog(self, changes: pd.DataFrame) -> HybridRecommender:
+        """A recommender with catalog ``changes`` applied (prices, stock, categories, titles,
+        new items embedded from their metadata, ``listed = false`` to delist); this one is left
+        as it is. See :mod:`recsys.catalog_update`."""
+        from recsys.catalog_update import update_catalog
+
+        return update_catalog(self, changes)
 
     # ------------------------------------------------------------------ what else is asked
     def item_embeddings(self) -> np.ndarray:

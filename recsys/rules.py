@@ -3,7 +3,7 @@
 Eligibility (which items may be shown at all) is a boolean mask over the catalog, computed once
 per request and handed to retrieval, so filters hold under ANN search too:
 
-* out of stock, not yet launched at the request time;
+* delisted (always), out of stock, not yet launched at the request time;
 * already purchased by the user, except in categories where repeat purchase is allowed;
 * the request's filters: categories, price range, exclude list.
 
@@ -52,7 +52,7 @@ class Filters:
 def eligible_mask(catalog: Catalog, config: RulesConfig, *, now: int | None,
                   purchased: np.ndarray, filters: Filters, exclude_ids: np.ndarray) -> np.ndarray:
     """True where an item may be recommended for this request."""
-    mask = np.ones(len(catalog.price), dtype=bool)
+    mask = catalog.listed.copy()
     if config.exclude_out_of_stock:
         mask &= catalog.in_stock
     if now is not None:

@@ -60,6 +60,10 @@ class Space:
         return SourceResult(ids.astype(np.int64, copy=False),
                             scores.astype(np.float32, copy=False))
 
+    def with_model(self, model: VectorModel, rows: np.ndarray) -> Space:
+        """This space over a grown or re-embedded ``model``, ``rows`` changed or new."""
+        return Space(self.name, model, self.index.with_vectors(model.item_vectors(), rows))
+
     def save(self, directory: Path) -> list[str]:
         directory.mkdir(parents=True, exist_ok=True)
         return self.index.save(directory)

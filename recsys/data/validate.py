@@ -268,16 +268,18 @@ def _validate_items(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     out[C.ITEM_ID] = _ids(frame, C.ITEM_ID, source).astype(str)
     dup = out[C.ITEM_ID].duplicated(keep="first").to_numpy()
     _fail(source, C.ITEM_ID, dup, out[C.ITEM_ID], "duplicate item_id", "unique item ids")
-    for col in (C.TITLE, C.CATEGORY):
-        text = frame[col].astype("string").str.strip()
-        _fail(source, col, (text.isna() | (text == "")).to_numpy(), frame[col], "empty value",
-              "non-empty text")
-        out[col] = text.astype(str)
+    # optional attributes with their defaults (counted in the report when applied): a missing
+    # title is the id (reasons still name the item), a missing category "unknown", a missing
+    # price unknown (NaN: price filters leave such items out, price features are missing)
+    for col, default in ((C.TITLE, out[C.ITEM_ID]),
+                         (C.CATEGORY, pd.Series(C.UNKNOWN_CATEGORY, index=frame.index))):
+        text = (frame[col].astype("string").str.strip() if col in frame
+                else pd.Series(pd.NA, index=frame.index, dtype="string"))
+        out[col] = text.mask(text.isna() | (text == ""), default).astype(str)
     brand = frame[C.BRAND] if C.BRAND in frame else pd.Series(pd.NA, index=frame.index)
     out[C.BRAND] = brand.astype("string").str.strip().replace("", pd.NA)
-    out[C.PRICE] = _numbers(frame[C.PRICE], source, C.PRICE, minimum=0, integer=False)
-    _fail(source, C.PRICE, out[C.PRICE].isna().to_numpy(), frame[C.PRICE], "empty value",
-          "a number >= 0")
+    out[C.PRICE] = (_numbers(frame[C.PRICE], source, C.PRICE, minimum=0, integer=False)
+                    if C.PRICE in frame else pd.Series(np.nan, index=frame.index))
     desc = frame[C.DESCRIPTION] if C.DESCRIPTION in frame else pd.Series("", index=frame.index)
     out[C.DESCRIPTION] = desc.astype("string").fillna("").astype(str)
     out[C.IN_STOCK] = _booleans(frame, source)

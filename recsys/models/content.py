@@ -16,6 +16,7 @@ This module is numpy only: torch is imported where the encoder trains
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -222,6 +223,27 @@ class ContentModel(VectorModel):
                                   f"(file damaged or from another model)")
             self._encoder = encoder
         return self._encoder
+
+    def with_items(self, table: pd.DataFrame, rows: np.ndarray) -> ContentModel:
+        """A copy whose items are ``table``'s rows (the old ones first, new ones appended),
+        ``rows`` (every new row, and changed old ones) embedded from their metadata now. The
+        original is left as it is."""
+        assert self.features_ is not None and self.vocab_ is not None
+        grown = copy.copy(self)
+        f, n_old, n = self.features_, len(self.features_), len(table)
+        arrays = [np.concatenate([a, np.zeros((n - n_old, *a.shape[1:]), a.dtype)])
+                  for a in (f.category, f.brand, f.price_bin, f.tokens)]
+        embeddings = np.zeros((n, self.item_vectors().shape[1]), np.float32)
+        embeddings[:n_old] = self.item_vectors()
+        if len(rows):
+            changed = self.vocab_.transform(table.iloc[rows])
+            for array, part in zip(arrays, (changed.category, changed.brand, changed.price_bin,
+                                            changed.tokens), strict=True):
+                array[rows] = part
+            embeddings[rows] = self.encoder().embed(changed)
+        grown.features_ = ItemFeatures(*arrays)
+        grown.item_embeddings_ = np.ascontiguousarray(embeddings)
+        return grown
 
     def embed_items(self, items: pd.DataFrame) -> np.ndarray:
         """Embeddings of (possibly new) catalog rows with the fitted vocabularies and encoder,

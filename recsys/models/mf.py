@@ -13,6 +13,7 @@ stream instead of replaying the first epoch's samples.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 import warnings
@@ -277,6 +278,17 @@ class MFModel(VectorModel):
         return scipy.linalg.solve(a, b, assume_a="pos", check_finite=False).astype(np.float32)
 
     # ---- what the recommender asks ----------------------------------------------------------
+
+    def with_items(self, n_new: int) -> MFModel:
+        """A copy knowing ``n_new`` more items (appended, with no vector until the next fit);
+        the original is left as it is, so requests reading it are never half-way through."""
+        grown = copy.copy(self)
+        assert self.item_factors_ is not None
+        pad = np.zeros((n_new, self.item_factors_.shape[1]), np.float32)
+        grown._set_factors(self.user_factors_ if self.user_factors_ is not None
+                           else np.zeros((0, pad.shape[1]), np.float32),
+                           np.vstack([self.item_factors_, pad]), copy=False)
+        return grown
 
     def item_vectors(self) -> np.ndarray:
         self._check_fitted("item_factors_")

@@ -11,6 +11,7 @@ than a view), so "popular" means "much interacted with, weighted by funnel depth
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Literal, Self
 
@@ -192,6 +193,28 @@ class PopularityModel(Model):
         empty = totals[:, 0] == 0
         scores[empty] = overall
         return scores.astype(np.float32)
+
+    def with_items(self, item_table: pd.DataFrame) -> PopularityModel:
+        """A copy over ``item_table`` (old items first, new ones appended with no events; a
+        changed category moves an item's share to its new category)."""
+        self._check_fitted("all_time_")
+        grown = copy.copy(self)
+        n_new = len(item_table) - self.n_items
+
+        def pad(a: np.ndarray | None) -> np.ndarray:
+            assert a is not None
+            return np.concatenate([a, np.zeros(n_new, a.dtype)])
+
+        grown.all_time_, grown.recent_ = pad(self.all_time_), pad(self.recent_)
+        grown.trend_, grown.seasonal_ = pad(self.trend_), pad(self.seasonal_)
+        codes, names = pd.factorize(item_table[C.CATEGORY].astype(str), sort=True)
+        codes = np.asarray(codes, dtype=np.int64)
+        totals = np.bincount(codes, weights=grown.all_time_, minlength=len(names))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(totals[codes] > 0, grown.all_time_ / totals[codes], 0.0)
+        grown.category_share_ = share.astype(np.float32)
+        grown.item_category_, grown.categories_ = codes, np.asarray(names, dtype=str)
+        return grown
 
     def similar_items(self, itemid: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The most popular (all-time) other items of ``itemid``'s category."""

@@ -304,6 +304,26 @@ class ItemIndex:
                             f"0..{self.n_items - 1})")
         return np.unique(arr.astype(np.int64))
 
+    def with_vectors(self, vectors: np.ndarray, rows: np.ndarray) -> Self:
+        """A copy over ``vectors`` (the old rows first, new ones appended) in which ``rows``
+        changed or are new. Exact: rebuilt (a copy of the vectors). IVF: a clone with those
+        rows replaced; its lists stay as trained, which is fine for a few items (the next fit
+        rebuilds them)."""
+        x = _as_matrix(vectors, "vectors")
+        info = dict(self.build_info_, n_items=len(x))
+        if not self.approximate:
+            flat: Any = faiss.IndexFlatIP(x.shape[1])
+            flat.add(x)
+            return type(self)(flat, x, self.config, info)
+        index: Any = faiss.clone_index(self.index_)
+        rows = np.asarray(rows, dtype=np.int64)
+        old = rows[rows < self.n_items]
+        if len(old):
+            index.remove_ids(old)
+        index.add_with_ids(_augment_items(x[rows], info["mips_max_norm"]), rows)
+        index.nprobe = self.index_.nprobe
+        return type(self)(index, x, self.config, info)
+
     # -------------------------------------------------------------- save/load
     def save(self, directory: str | Path) -> list[str]:
         """Write the FAISS index (its own binary format, no pickle) and the build info as JSON;

@@ -84,6 +84,16 @@ class Source(ABC):
     def reason(self, item: int, via: int, query: Query) -> str | None:
         """Why this source proposed ``item`` (``via``: the item that led to it, -1 = none)."""
 
+    def rebind(self, parts: Parts) -> Self:
+        """This source over new parts (the catalog changed): what it derives from the parts is
+        computed again, what it fitted itself is kept (:meth:`keep_state`)."""
+        new = type(self)(self.config, parts)
+        new.keep_state(self, len(parts.catalog))
+        return new
+
+    def keep_state(self, old: Self, n_items: int) -> None:  # noqa: B027 - most keep none
+        """Take ``old``'s fitted state, over ``n_items`` items (new items have none)."""
+
     def save(self, directory: Path) -> list[str]:
         """Write the source's own state; returns file names (none for stateless sources)."""
         return []

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from recsys.context import Query
 from recsys.copurchase import CoPurchase, CoPurchaseConfig
+from recsys.neighbours import padded
 from recsys.pool import SourceResult
 from recsys.sources import register
 from recsys.sources.base import Parts, Source, SourceConfig, from_pairs
@@ -53,6 +54,10 @@ class CoPurchaseSource(Source):
         if via < 0:
             return None
         return f"bought together with {self.parts.catalog.name(via)} ({query.ctx.where(via)})"
+
+    def keep_state(self, old: CoPurchaseSource, n_items: int) -> None:
+        assert old.model.neighbours_ is not None
+        self.model.neighbours_ = padded(old.model.neighbours_, (n_items, n_items))
 
     def save(self, directory: Path) -> list[str]:
         return self.model.save(directory)

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsys.context import Query
-from recsys.neighbours import spread
+from recsys.neighbours import padded, spread
 from recsys.persist import read_csr, read_meta, write_csr, write_meta
 from recsys.pool import SourceResult
 from recsys.sources import register
@@ -75,6 +75,10 @@ class ItemKNNSource(Source):
         if via < 0 or via == item:
             return None
         return f"shoppers who bought {self.parts.catalog.name(via)} also bought it"
+
+    def keep_state(self, old: ItemKNNSource, n_items: int) -> None:
+        assert old.similarity is not None
+        self.similarity = padded(old.similarity, (n_items, n_items))
 
     def save(self, directory: Path) -> list[str]:
         assert self.similarity is not None

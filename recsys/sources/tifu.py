@@ -21,6 +21,7 @@ from pydantic import Field
 from recsys import columns as C
 from recsys.context import Query
 from recsys.copurchase import top_n_per_row
+from recsys.neighbours import padded
 from recsys.persist import read_csr, read_meta, write_csr, write_meta
 from recsys.pool import SourceResult, unique_inverse
 from recsys.sources import register
@@ -170,6 +171,11 @@ class TifuSource(Source):
     def reason(self, item: int, via: int, query: Query) -> str | None:
         return ("you buy it regularly" if query.ctx.baskets.count(item)
                 else "shoppers who buy what you buy get it")
+
+    def keep_state(self, old: TifuSource, n_items: int) -> None:
+        m = old.model.neighbour_items_
+        assert m is not None
+        self.model.neighbour_items_ = padded(m, (m.shape[0], n_items))
 
     def save(self, directory: Path) -> list[str]:
         assert self.model.neighbour_items_ is not None
