@@ -27,7 +27,15 @@ from serving.guardrails import GuardrailMonitor
 from serving.health import ServedWindow
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import install_openapi
-from serving.routes import admin, events, experiments, health, recommendations
+from serving.routes import (
+    admin,
+    dashboard,
+    dashboard_page,
+    events,
+    experiments,
+    health,
+    recommendations,
+)
 from serving.settings import DEFAULT_BUNDLE, ServingSettings, settings_from_env
 from serving.state import LoadedBundle, ServingState, load_serving_bundle, settle_heap
 
@@ -93,7 +101,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.state.served_window = served
     metrics.watch_served(served, lambda: _catalog_items(app))
     errors.install(app)
-    for module in (recommendations, events, experiments, admin, health):
+    for module in (recommendations, events, experiments, admin, health, dashboard,
+                   dashboard_page):
         app.include_router(module.router)
     install_openapi(app, settings.limits)
     # the last added is outermost: metrics see every answer, 413s included; sizes are checked

@@ -75,7 +75,8 @@ class KeySettings(StrictModel):
     * ``write``: ``POST /v1/events`` (and, later, catalog writes): a shop's back end, or a
       browser tracker (then the key is public: it only lets a client add events);
     * ``read``: experiment definitions, counts and results, ``/metrics``;
-    * ``dashboard``: the read-only dashboard;
+    * ``dashboard``: the read-only dashboard (``/dashboard`` and ``/v1/dashboard/*``; also
+      accepted as the password of HTTP Basic, which is how a browser sends it);
     * ``admin``: reload, erasure, and the experiments' salts. The admin key is accepted
       wherever another key is.
 
