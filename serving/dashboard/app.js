@@ -36,7 +36,7 @@ function loader(view, arg) {
 }
 
 async function load(view, arg) {
-  status.textContent = "loading…";
+  if (status.dataset.state !== "ready") status.textContent = "loading…";   // else: keep the last time
   status.dataset.state = "loading";
   try {
     await loader(view, arg)();

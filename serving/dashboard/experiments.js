@@ -74,9 +74,9 @@ function summaryPanel(r) {
       chartRows.push({ label: `${label(m)}, ${v}`, value: r.summary[v]?.[m], lo: iv[0], hi: iv[1], highlight: v !== r.control });
     }
   }
-  return section("Per variant (95% intervals)",
+  return section("Per variant (95% intervals)", el("div", { class: "figures" },
     table(["", ...variants], rows, { class: "wide", id: "variant-summary" }),
-    intervalChart(chartRows, { format: (v) => fmt.pct(v, 1), label: "rates by variant with 95% intervals" }));
+    intervalChart(chartRows, { format: (v) => fmt.pct(v, 1), label: "rates by variant with 95% intervals", width: 440 })));
 }
 
 function liftPanel(r) {
@@ -180,7 +180,7 @@ function readoutView(r) {
   return [
     el("header", { class: "readout-head" },
       el("h2", {}, r.experiment),
-      el("p", {}, `control ${r.control} · alpha ${r.alpha} · ${dateTime(r.period.start)} to ${dateTime(r.period.end)} (`,
+      el("p", {}, `control arm: ${r.control} · alpha ${r.alpha} · ${dateTime(r.period.start)} to ${dateTime(r.period.end)} (`,
         num("/period/days", fmt.int(r.period.days)), " days) · readout at ", dateTime(r.generated_at)),
       dq ? el("p", { class: "note" }, "events read ", num("/data_quality/rows_read", fmt.int(dq.rows_read)),
         ", skipped ", num("/data_quality/rows_skipped", fmt.int(dq.rows_skipped))) : null),
