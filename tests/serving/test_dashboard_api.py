@@ -214,6 +214,15 @@ def test_bad_preview_requests_are_4xx(shared: TestClient, body: dict[str, Any], 
     assert where in problem(response, status)["detail"]
 
 
+def test_a_cross_site_form_cannot_make_a_preview(shared: TestClient) -> None:
+    """A browser sends the Basic key with any request to this origin, a form posted by another
+    site too; such a form cannot send JSON, and the preview reads JSON only."""
+    for media_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        response = shared.post("/v1/dashboard/preview", content=b'{"request": {"k": 3}}',
+                               headers={**basic(DASHBOARD_KEY), "Content-Type": media_type})
+        assert problem(response, 422)["errors"][0]["loc"] == ["body"]
+
+
 def test_preview_options_follow_the_request_schema(shared: TestClient) -> None:
     options = shared.get("/v1/dashboard/preview/options", headers=DASH).json()
     assert options["surfaces"] == field_choices(RecommendationRequest, "surface")[0]
