@@ -73,7 +73,7 @@ def _demo_keys() -> dict[str, str]:
     """Keys for this run (from the environment when set there, else random), exported so the
     simulation and the readout in this process send them too."""
     keys = {}
-    for role in ("write", "read", "admin"):
+    for role in ("write", "read", "dashboard", "admin"):
         env = f"RECSYS_{role.upper()}_KEY"
         keys[role] = os.environ.get(env) or secrets.token_urlsafe(12)
         os.environ[env] = keys[role]
@@ -120,7 +120,9 @@ def serve_demo(out: Path, bundle_dir: Path, data_dir: Path, *, host: str = "127.
         print(f"      API at {url} (OpenAPI docs: {url}/docs); a fresh event store for this "
               f"run: {store}")
         print(f"      keys for this run (X-API-Key header): write {keys['write']}, "
-              f"read {keys['read']}, admin {keys['admin']}")
+              f"read {keys['read']}, dashboard {keys['dashboard']}, admin {keys['admin']}")
+        print(f"      dashboard: {url}/dashboard (any user name; the password is the dashboard "
+              f"key)")
         print("      try:")
         print(f"        curl -s -X POST {url}/v1/recommendations -H 'content-type: "
               "application/json' \\\n          -d '{\"user_id\": \"u000001\", \"context\": "

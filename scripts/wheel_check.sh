@@ -14,7 +14,7 @@ python3 -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install -q "$WORK"/dist/recsys-*.whl
 mkdir "$WORK/user" && cd "$WORK/user"        # no checkout here: configs come from the wheel
 "$WORK/venv/bin/recsys" demo --no-serve --out shop --users 200 --items 120 --days 20
-export RECSYS_WRITE_KEY=wheel-write RECSYS_READ_KEY=wheel-read
+export RECSYS_WRITE_KEY=wheel-write RECSYS_READ_KEY=wheel-read RECSYS_DASHBOARD_KEY=wheel-dash
 PORT=$("$WORK/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$WORK/venv/bin/python" -c 'from configs import config_path; print(config_path("serving.toml"))' \
     | grep -q site-packages
@@ -23,4 +23,13 @@ SERVER=$!
 "$WORK/venv/bin/recsys" simulate --server "http://127.0.0.1:$PORT" --data shop/data \
     --users 40 --days 2 --json sim.json
 "$WORK/venv/bin/python" -c 'import json,sys; s=json.load(open("sim.json")); sys.exit(0 if s["requests"] > 0 and s["request_errors"] == 0 and s["events_inserted"] > 0 else 1)'
+# the dashboard's page and scripts are package data: served from the installed wheel
+"$WORK/venv/bin/python" - "$PORT" <<'PY'
+import sys, httpx
+base, key = f"http://127.0.0.1:{sys.argv[1]}", {"X-API-Key": "wheel-dash"}
+for path in ("/dashboard", "/dashboard/assets/app.js", "/dashboard/assets/dashboard.css"):
+    assert httpx.get(base + path, headers=key).status_code == 200, path
+health = httpx.get(base + "/v1/dashboard/health", headers=key).json()
+assert health["live"]["arms"][0]["lists"] > 0, health["live"]
+PY
 echo "wheel check: passed"

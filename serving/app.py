@@ -26,11 +26,20 @@ from serving.body_limit import BodySizeLimit
 from serving.event_store import EventStore, is_postgres_url, open_store
 from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
+from serving.health import ServedWindow
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import install_openapi
 from serving.replicas import BundleSource, ControlSync, startup_paths
-from serving.routes import admin, events, experiments, health, recommendations
-from serving.settings import ServingSettings, settings_from_env
+from serving.routes import (
+    admin,
+    dashboard,
+    dashboard_page,
+    events,
+    experiments,
+    health,
+    recommendations,
+)
+from serving.settings import DEFAULT_BUNDLE, ServingSettings, settings_from_env
 from serving.state import LoadedBundle, ServingState, load_serving_bundle, settle_heap
 
 log = logging.getLogger(__name__)
@@ -100,6 +109,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
     metrics = Metrics()
     guardrails = GuardrailMonitor(settings.guardrails)
     metrics.watch_guardrails(guardrails)
+    h = settings.health
+    served = ServedWindow(h.window, rate_window_s=h.rate_window_s, top_fraction=h.top_fraction)
     keys = settings.keys.resolve()
 
     @asynccontextmanager
@@ -127,20 +138,31 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.serving = None
+    app.state.served_window = served
+    metrics.watch_served(served, lambda: _catalog_items(app))
     errors.install(app)
-    for module in (recommendations, events, experiments, admin, health):
+    for module in (recommendations, events, experiments, admin, health, dashboard,
+                   dashboard_page):
         app.include_router(module.router)
     install_openapi(app, settings.limits)
     # the last added is outermost: metrics see every answer, 413s included; sizes are checked
     # before any parsing; CORS answers browsers' preflight requests before anything else
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, guardrails=guardrails,
-                       guarded_path=recommendations.RECOMMENDATIONS_PATH)
+                       guarded_path=recommendations.RECOMMENDATIONS_PATH, served=served)
     if settings.cors.allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors.allow_origins,
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Content-Type", KEY_HEADER], max_age=600)
     return app
+
+
+def _catalog_items(app: FastAPI) -> int | None:
+    """Items in the champion's catalog (the denominator of coverage); None before loading."""
+    state: ServingState | None = app.state.serving
+    if state is None or DEFAULT_BUNDLE not in state.bundles:
+        return None
+    return len(state.bundles[DEFAULT_BUNDLE].recommender.items)
 
 
 def app_from_env() -> FastAPI:

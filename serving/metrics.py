@@ -12,7 +12,8 @@ Exposed at ``GET /metrics``:
 * ``recsys_exposures_total{result}`` and ``recsys_exposure_queue``: the exposure log;
 * ``recsys_model_info{bundle, version}``, ``recsys_reloads_total{bundle, result}``;
 * ``recsys_guardrail_value{variant, guardrail}`` and ``recsys_guardrail_ok{...}``: the live
-  guardrails of experiment variants (see :mod:`serving.guardrails`).
+  guardrails of experiment variants (see :mod:`serving.guardrails`);
+* ``recsys_served_*{arm}``: the window of recently served lists (see :mod:`serving.health`).
 
 **Several workers of one host** (``recsys serve --workers N``, or uvicorn/gunicorn workers):
 prometheus-client's multiprocess mode, on when ``PROMETHEUS_MULTIPROC_DIR`` names a directory
@@ -43,10 +44,12 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.guardrails import GuardrailMonitor
+from serving.health import Served, ServedWindow, ServedWindowCollector
 
 NO_VARIANT = "none"
 VARIANT_KEY = "variant"          # request.state keys the handlers set for the middleware
 FALLBACK_KEY = "fallback"
+SERVED_KEY = "served_items"      # the item ids of a recommendation answer, for the window
 # latency buckets around the budgets: 3 ms p50, 10 ms p99 at c=1, 40 ms p99 at c=8
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06,
                    0.1, 0.25, 0.5, 1.0, 2.5)
@@ -179,6 +182,10 @@ class Metrics:
         MultiProcessCollector(registry, path=self.multiprocess_dir)
         return generate_latest(registry)
 
+    def watch_served(self, window: ServedWindow, catalog_items: Callable[[], int | None]
+                     ) -> None:
+        self.registry.register(ServedWindowCollector(window, catalog_items))
+
 
 class _GuardrailCollector(Collector):
     """Evaluates the guardrail windows at scrape time (no work on the request path)."""
@@ -201,14 +208,16 @@ class _GuardrailCollector(Collector):
 
 class MetricsMiddleware:
     """Pure ASGI middleware (cheaper than ``BaseHTTPMiddleware``): counts and times each HTTP
-    request by route template and variant; feeds the guardrail monitor for recommendations."""
+    request by route template and variant; feeds the guardrail monitor and the window of
+    served lists for recommendations."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, guardrails: GuardrailMonitor,
-                 guarded_path: str) -> None:
+                 guarded_path: str, served: ServedWindow | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.guardrails = guardrails
         self.guarded_path = guarded_path
+        self.served = served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -234,5 +243,8 @@ class MetricsMiddleware:
             self.metrics.requests.labels(endpoint, scope["method"], str(status), variant).inc()
             self.metrics.latency.labels(endpoint, variant).observe(elapsed)
             if endpoint == self.guarded_path and variant != NO_VARIANT:
-                self.guardrails.record(variant, elapsed, bool(state.get(FALLBACK_KEY, False)),
-                                       error=status >= 500)
+                fallback = bool(state.get(FALLBACK_KEY, False))
+                self.guardrails.record(variant, elapsed, fallback, error=status >= 500)
+                items = state.get(SERVED_KEY)
+                if self.served is not None and items is not None and status < 400:
+                    self.served.record(Served(time.time(), elapsed, fallback, variant, items))

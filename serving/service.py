@@ -87,10 +87,16 @@ def items_out(recs: Sequence[Recommendation]) -> list[ItemOut]:
                     rank=r.rank, reasons=r.reasons) for r in recs]
 
 
-def recommend(state: ServingState, body: RecommendationRequest) -> tuple[Arm,
-                                                                          RecommendationResponse]:
-    """Serve one request; raises DataError (-> 422) for a request the recommender refuses."""
-    arm = choose_arm(state, body.user_id, body.session_id)
+def recommend(state: ServingState, body: RecommendationRequest, *, arm: Arm | None = None,
+              record: bool = True) -> tuple[Arm, RecommendationResponse]:
+    """Serve one request; raises DataError (-> 422) for a request the recommender refuses.
+
+    ``arm`` overrides the experiments' choice and ``record=False`` leaves no trace (no
+    exposure, no recommendation metrics): the dashboard's storefront preview, which must show
+    what a shop would get without counting as traffic.
+    """
+    if arm is None:
+        arm = choose_arm(state, body.user_id, body.session_id)
     bundle = state.bundles[arm.bundle]     # looked up once: a reload cannot change it midway
     rec = serving_recommender(bundle, arm.pipeline)
     result = rec.recommend(to_request(body))
@@ -99,13 +105,14 @@ def recommend(state: ServingState, body: RecommendationRequest) -> tuple[Arm,
     if unknown:
         warnings.append(f"unknown categories (no item matches them): {', '.join(unknown[:10])}")
     request_id = uuid.uuid4().hex
-    if arm.experiment is not None and arm.variant is not None and arm.unit is not None:
-        state.exposures.submit(Exposure(
-            request_id, arm.experiment, arm.variant, arm.unit,
-            tuple(r.item_id for r in result.items), bundle.version, datetime.now(UTC)))
-    state.metrics.recommendations.labels(arm.label).inc()
-    if result.fallback:
-        state.metrics.fallbacks.labels(arm.label).inc()
+    if record:
+        if arm.experiment is not None and arm.variant is not None and arm.unit is not None:
+            state.exposures.submit(Exposure(
+                request_id, arm.experiment, arm.variant, arm.unit,
+                tuple(r.item_id for r in result.items), bundle.version, datetime.now(UTC)))
+        state.metrics.recommendations.labels(arm.label).inc()
+        if result.fallback:
+            state.metrics.fallbacks.labels(arm.label).inc()
     return arm, RecommendationResponse(
         request_id=request_id, model_version=bundle.version, experiment=arm.experiment,
         variant=arm.variant, fallback=result.fallback, items=items_out(result.items),

@@ -55,6 +55,16 @@ class Guardrails(StrictModel):
     min_requests: int = Field(100, ge=1)  # no verdict on fewer requests than this
 
 
+class HealthSettings(StrictModel):
+    """The live window of served lists each worker keeps (:mod:`serving.health`): the
+    dashboard's model health view and the ``recsys_served_*`` metrics."""
+
+    window: int = Field(2000, ge=10)                # served lists kept per worker
+    rate_window_s: float = Field(60.0, gt=0)        # the request rate is taken over this
+    # popularity concentration: the share of slots that go to this top fraction of the catalog
+    top_fraction: float = Field(0.01, gt=0, le=1)
+
+
 ROLES: tuple[str, ...] = ("write", "read", "dashboard", "admin")
 
 
@@ -65,7 +75,8 @@ class KeySettings(StrictModel):
     * ``write``: ``POST /v1/events`` (and, later, catalog writes): a shop's back end, or a
       browser tracker (then the key is public: it only lets a client add events);
     * ``read``: experiment definitions, counts and results, ``/metrics``;
-    * ``dashboard``: the read-only dashboard;
+    * ``dashboard``: the read-only dashboard (``/dashboard`` and ``/v1/dashboard/*``; also
+      accepted as the password of HTTP Basic, which is how a browser sends it);
     * ``admin``: reload, erasure, and the experiments' salts. The admin key is accepted
       wherever another key is.
 
@@ -172,6 +183,7 @@ class ServingSettings(StrictModel):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     limits: Limits = Field(default_factory=Limits)
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     exposures: ExposureLog = Field(default_factory=ExposureLog)
     # requests run on each bundle after loading, so the first real request is not the slow one
     warmup_requests: int = Field(5, ge=0)

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from serving import service
 from serving.deps import StateDep
 from serving.limits import k_errors, recommendation_errors
-from serving.metrics import FALLBACK_KEY, VARIANT_KEY
+from serving.metrics import FALLBACK_KEY, SERVED_KEY, VARIANT_KEY
 from serving.schemas import (
     MAX_TEXT,
     RecommendationRequest,
@@ -54,6 +54,7 @@ async def recommendations(body: RecommendationRequest, request: Request,
     arm, response = service.recommend(state, body)
     setattr(request.state, VARIANT_KEY, arm.label)
     setattr(request.state, FALLBACK_KEY, response.fallback)
+    setattr(request.state, SERVED_KEY, tuple(item.item_id for item in response.items))
     return json_response(response)
 
 
