@@ -1,0 +1,194 @@
+"""Validate an events table on Spark with the rules and report of :mod:`recsys.data.validate`.
+
+Same contract, same order of checks, same messages: a fatal problem raises a
+:class:`~recsys.errors.DataError` naming the file, the column, the first bad row (1 = first data
+row), the value and how many rows are affected; exact duplicates, future timestamps and unknown
+items are dropped and counted in a :class:`~recsys.data.validate.ValidationReport` with the same
+reasons and examples. The catalog is validated by the pandas code itself: models need the whole
+item table on one machine anyway, so it is never larger than what pandas holds.
+
+Passes over the data: one for every fatal check at once, one that deduplicates (a group-by over
+all columns) and writes the distinct rows with their drop flags to the scratch directory; the
+counts and the kept events are then read from there, so validation runs once per dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from recsys import columns as C
+from recsys.data.idmap import IdMap
+from recsys.data.io import find_table, read_table
+from recsys.data.spark.parse import Check, canonical_events
+from recsys.data.spark.read import ROW, read_events
+from recsys.data.validate import ValidationReport, validate_items
+from recsys.errors import DataError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+ITEM_IDX = "item_idx"
+DUPLICATE = "exact duplicate event"
+UNKNOWN_ITEM = "item_id not in the catalog"
+
+
+@dataclass(frozen=True)
+class SparkEvents:
+    """Validated events on Spark: the canonical columns, ``_row`` (position in the file) and
+    ``item_idx`` (the catalog's internal id), plus the catalog and the report."""
+
+    frame: DataFrame
+    items: pd.DataFrame
+    item_map: IdMap
+    report: ValidationReport
+    scratch: str             # a directory for intermediate Parquet (the caller removes it)
+
+    def between(self, start: pd.Timestamp | None = None,
+                end: pd.Timestamp | None = None) -> SparkEvents:
+        """Events with ``start <= timestamp < end`` (either bound optional), e.g. a train split."""
+        from pyspark.sql import functions as F
+
+        frame = self.frame
+        if start is not None:
+            frame = frame.filter(F.unix_micros(C.TIMESTAMP) >= _micros(start))
+        if end is not None:
+            frame = frame.filter(F.unix_micros(C.TIMESTAMP) < _micros(end))
+        return SparkEvents(frame, self.items, self.item_map, self.report, self.scratch)
+
+
+def _micros(ts: pd.Timestamp) -> int:
+    ts = pd.Timestamp(ts)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1000)
+
+
+def _timestamp_text(micros: int) -> str:
+    return str(pd.Timestamp(micros, unit="us", tz="UTC"))
+
+
+def _shown(value: object) -> str:
+    """The value as the pandas path shows it: missing values are NaN there."""
+    return repr(float("nan") if value is None else value)
+
+
+def _raise_first(raw: DataFrame, checks: list[Check], stats: dict[str, int | None],
+                 source: str) -> None:
+    """Raise for the first failing check in the pandas path's order, if any."""
+    from pyspark.sql import functions as F
+
+    for i, check in enumerate(checks):
+        n_bad = int(stats[f"n{i}"] or 0)
+        if n_bad == 0:
+            continue
+        pos = int(stats[f"r{i}"] or 0)
+        value = raw.filter(F.col(ROW) == pos).select(check.column).first()
+        shown = _shown(value[0] if value is not None else None)
+        raise DataError(f"{source}: column '{check.column}', row {pos + 1}: {check.problem} "
+                        f"{shown} (expected {check.expected}; {n_bad:,} row(s) affected)")
+
+
+def _example(frame: DataFrame, pos: int) -> str:
+    from pyspark.sql import functions as F
+
+    row = (frame.filter(F.col(ROW) == pos)
+           .select(C.USER_ID, C.ITEM_ID, F.unix_micros(C.TIMESTAMP).alias("t")).first())
+    assert row is not None
+    return (f"row {pos + 1}: user_id={row[C.USER_ID]!s} item_id={row[C.ITEM_ID]!s} "
+            f"timestamp={_timestamp_text(int(row['t']))}")
+
+
+def _first_duplicate(canonical: DataFrame, distinct: DataFrame) -> int:
+    """Position of the first row that repeats an earlier one (only run when there is one)."""
+    from pyspark.sql import functions as F
+
+    groups = distinct.filter(F.col("_n") > 1).select(
+        *[F.col(c).alias(f"_g_{c}") for c in C.EVENT_COLUMNS], F.col(ROW).alias("_first"))
+    cond = [canonical[c].eqNullSafe(groups[f"_g_{c}"]) for c in C.EVENT_COLUMNS]
+    joined = canonical.join(groups, on=cond).filter(F.col(ROW) > F.col("_first"))
+    row = joined.agg(F.min(ROW)).first()
+    assert row is not None and row[0] is not None   # called only when a duplicate exists
+    return int(row[0])
+
+
+def validate_events(spark: SparkSession, directory: str | Path, scratch: str | Path, *,
+                    now: pd.Timestamp | None = None) -> SparkEvents:
+    """Validate ``directory``'s events (and catalog); keep the valid events under ``scratch``."""
+    from pyspark.sql import functions as F
+
+    items = validate_items(read_table(find_table(directory, "items")))
+    item_map = IdMap(items[C.ITEM_ID].astype(str).to_numpy())
+    raw = read_events(spark, find_table(directory, "events"))
+    source = raw.source
+    columns = [c for c in raw.frame.columns if c != ROW]
+    missing = [c for c in C.EVENT_REQUIRED if c not in columns]
+    if missing:
+        raise DataError(f"{source}: missing required column(s) {missing} (found {columns})")
+    parsed = canonical_events(raw.frame, raw.nanos_columns)
+    checks = parsed.checks
+    aggs = [F.count(F.lit(1)).alias("n"),
+            F.sum(parsed.defaulted.cast("long")).alias("defaulted")]
+    for i, check in enumerate(checks):
+        aggs += [F.sum(check.flag.cast("long")).alias(f"n{i}"),
+                 F.min(F.when(check.flag, F.col(ROW))).alias(f"r{i}")]
+    stats = raw.frame.agg(*aggs).first()
+    assert stats is not None
+    stats_d = stats.asDict()
+    if int(stats_d["n"]) == 0:
+        raise DataError(f"{source}: no data rows (expected at least one row after the header)")
+    _raise_first(raw.frame, checks, stats_d, source)
+
+    report = ValidationReport(events_in=int(stats_d["n"]), items=len(items))
+    n_default = int(stats_d["defaulted"] or 0)
+    if n_default:
+        report.defaults_applied["quantity missing -> 1"] = n_default
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    events = raw.frame.select(*parsed.columns, ROW)
+    catalog = spark.createDataFrame(pd.DataFrame({
+        "_item": item_map.external_ids.astype(str), ITEM_IDX: range(len(item_map))}).pipe(
+            _arrow_table))
+    distinct = (events.groupBy(*C.EVENT_COLUMNS)
+                .agg(F.min(ROW).alias(ROW), F.count(F.lit(1)).alias("_n"))
+                .join(F.broadcast(catalog), F.col(C.ITEM_ID) == F.col("_item"), "left")
+                .drop("_item")
+                .withColumn("_future", F.unix_micros(C.TIMESTAMP) > _micros(now))
+                .withColumn("_unknown", ~F.col("_future") & F.col(ITEM_IDX).isNull()))
+    path = str(Path(scratch) / "events_distinct.parquet")
+    distinct.write.mode("overwrite").parquet(path)
+    distinct = spark.read.parquet(path)
+    counts = distinct.agg(
+        F.sum(F.col("_n") - 1).alias("dup"),
+        F.sum(F.col("_future").cast("long")).alias("future"),
+        F.min(F.when(F.col("_future"), F.col(ROW))).alias("future_row"),
+        F.sum(F.col("_unknown").cast("long")).alias("unknown"),
+        F.min(F.when(F.col("_unknown"), F.col(ROW))).alias("unknown_row"),
+    ).first()
+    assert counts is not None
+    drops = [(DUPLICATE, int(counts["dup"] or 0), None),
+             (f"timestamp in the future (after {now.isoformat()})", int(counts["future"] or 0),
+              counts["future_row"]),
+             (UNKNOWN_ITEM, int(counts["unknown"] or 0), counts["unknown_row"])]
+    for reason, n, pos in drops:
+        if n == 0:
+            continue
+        if pos is None:
+            pos = _first_duplicate(events, distinct)
+        report.dropped[reason] = n
+        report.examples[reason] = _example(distinct if reason != DUPLICATE else events, int(pos))
+    kept = distinct.filter(~F.col("_future") & ~F.col("_unknown")).drop(
+        "_n", "_future", "_unknown")
+    report.events_out = report.events_in - sum(n for _, n, _ in drops)
+    if report.events_out == 0:
+        raise DataError(f"{source}: every event was dropped ({report.dropped}); nothing to use")
+    return SparkEvents(kept, items, item_map, report, str(scratch))
+
+
+def _arrow_table(frame: pd.DataFrame) -> object:
+    """Spark builds a DataFrame from Arrow without going through its pandas converter."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
