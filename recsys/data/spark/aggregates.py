@@ -29,6 +29,7 @@ from recsys.data.aggregates import BASKET_DAY_FORMAT, CoCounts, ItemSums, Triple
 from recsys.data.idmap import IdMap
 from recsys.data.interactions import InteractionConfig
 from recsys.data.spark.read import ROW
+from recsys.data.spark.session import from_arrow, to_arrow
 from recsys.data.spark.validate import ITEM_IDX, SparkEvents, _micros
 from recsys.errors import DataError
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 DAY_MICROS = 86400e6
+# id maps up to this size are broadcast to every task (a few hundred MB at most); larger ones
+# are joined by a shuffle
+BROADCAST_IDS = 5_000_000
 
 
 def last_event_time(events: SparkEvents) -> pd.Timestamp:
@@ -49,7 +53,7 @@ def last_event_time(events: SparkEvents) -> pd.Timestamp:
 
 def user_map(events: SparkEvents) -> IdMap:
     """Users with an event, sorted (Spark orders strings by code point, as Python does)."""
-    ids = events.frame.select(C.USER_ID).distinct().orderBy(C.USER_ID).toArrow()
+    ids = to_arrow(events.frame.select(C.USER_ID).distinct().orderBy(C.USER_ID))
     return IdMap(np.asarray(ids.column(0).to_numpy(zero_copy_only=False), dtype=object))
 
 
@@ -82,34 +86,34 @@ def _read_parquet(path: str) -> pa.Table:
     return pq.read_table(path)
 
 
-def _to_driver(frame: DataFrame) -> pa.Table:
-    return frame.toArrow()
-
-
 def _ids_frame(events: SparkEvents, ids: IdMap, name: str) -> DataFrame:
     table = pa.table({f"_{name}_id": pa.array(ids.external_ids.astype(str)),
                       f"_{name}_pos": pa.array(np.arange(len(ids), dtype=np.int32))})
-    return events.frame.sparkSession.createDataFrame(table)
+    return from_arrow(events.frame.sparkSession, table)
 
 
 def interaction_triples(events: SparkEvents, users: IdMap, items: IdMap,
                         config: InteractionConfig | None = None,
                         reference_time: pd.Timestamp | None = None) -> Triples:
-    """Summed weights per (user, item) of the users and items in the maps, weight > 0."""
+    """Summed weights per (user, item) of the users and items in the maps, weight > 0.
+
+    Users are joined first (a broadcast of the id map, no shuffle of the events), so the
+    shuffle that sums groups by two ints rather than by two strings.
+    """
     from pyspark.sql import functions as F
 
     config = config or InteractionConfig()
     ref = reference_time if reference_time is not None else last_event_time(events)
-    weighted = (events.frame.select(C.USER_ID, C.ITEM_ID,
-                                    event_weight(config, ref).alias("w"))
-                .filter(F.col("w") > 0))
     users_df = _ids_frame(events, users, "user")
-    items_df = _ids_frame(events, items, "item")
-    pairs = (weighted.groupBy(C.USER_ID, C.ITEM_ID).agg(F.sum("w").alias("w"))
-             .join(users_df, F.col(C.USER_ID) == F.col("_user_id"))
-             .join(F.broadcast(items_df), F.col(C.ITEM_ID) == F.col("_item_id"))
-             .select(F.col("_user_pos").alias("user_idx"), F.col("_item_pos").alias("item_idx"),
-                     F.col("w").cast("float").alias("weight")))
+    if len(users) <= BROADCAST_IDS:
+        users_df = F.broadcast(users_df)
+    weighted = (_item_positions(events, items)
+                .join(users_df, F.col(C.USER_ID) == F.col("_user_id"))
+                .select(F.col("_user_pos").alias("user_idx"), F.col("i").alias("item_idx"),
+                        event_weight(config, ref).alias("w"))
+                .filter(F.col("w") > 0))
+    pairs = (weighted.groupBy("user_idx", "item_idx")
+             .agg(F.sum("w").cast("float").alias("weight")))
     path = _scratch(events, "triples.parquet")
     pairs.write.mode("overwrite").parquet(path)
     table = _read_parquet(path)
@@ -149,7 +153,7 @@ def item_weight_sums(events: SparkEvents, items: IdMap, config: InteractionConfi
     aggs = [F.sum(w).alias("total")]
     aggs += [F.sum(F.when(age < float(d), w).otherwise(0.0)).alias(f"d{k}")
              for k, d in enumerate(last_days)]
-    table = _to_driver(_item_positions(events, items).groupBy("i").agg(*aggs))
+    table = to_arrow(_item_positions(events, items).groupBy("i").agg(*aggs))
     n = len(items)
     return ItemSums(_per_item(table, "total", n, np.float64),
                     {float(d): _per_item(table, f"d{k}", n, np.float64)
@@ -161,7 +165,7 @@ def distinct_users(events: SparkEvents, items: IdMap,
     from pyspark.sql import functions as F
 
     frame = _item_positions(events, items).filter(F.col(C.EVENT_TYPE).isin(list(event_types)))
-    table = _to_driver(frame.groupBy("i").agg(F.countDistinct(C.USER_ID).alias("n")))
+    table = to_arrow(frame.groupBy("i").agg(F.countDistinct(C.USER_ID).alias("n")))
     return _per_item(table, "n", len(items), np.int64)
 
 
@@ -207,5 +211,5 @@ def cooccurrence_counts(events: SparkEvents, items: IdMap,
     upper = sp.csr_matrix((counts, (a, c)), shape=(n, n), dtype=np.int64)
     co = (upper + upper.T).tocsr()
     co.sort_indices()
-    per_item = _to_driver(kept.groupBy("i").agg(F.count(F.lit(1)).alias("n")))
+    per_item = to_arrow(kept.groupBy("i").agg(F.count(F.lit(1)).alias("n")))
     return CoCounts(co, _per_item(per_item, "n", n, np.int64))

@@ -21,7 +21,10 @@ Defaults are for one machine of 2 cores and 24 GiB shared with other jobs (``loc
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -30,7 +33,8 @@ from recsys.configfile import StrictModel
 from recsys.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
 
 INSTALL_HINT = "pip install -e '.[spark]' (PySpark; needs Java 17 or 21 on the PATH)"
 
@@ -67,6 +71,9 @@ class SparkSettings(StrictModel):
         }
         if self.local_dir:
             conf["spark.local.dir"] = self.local_dir
+        if self.master.startswith("local"):
+            conf["spark.driver.host"] = "127.0.0.1"
+            conf["spark.driver.bindAddress"] = "127.0.0.1"
         conf.update(self.conf)
         return conf
 
@@ -85,6 +92,9 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
     from pyspark.sql import SparkSession
 
     settings = settings or SparkSettings()
+    if settings.master.startswith("local"):
+        # one machine: keep the driver on loopback instead of the first network interface
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder: Any = SparkSession.builder.master(settings.master).appName(settings.app_name)
     for key, value in settings.spark_conf().items():
         builder = builder.config(key, value)
@@ -93,6 +103,23 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
     return session
 
 
-def scratch_path(base: str | Path, name: str) -> str:
-    """A path under the scratch directory, as Spark wants it (a plain string)."""
-    return str(Path(base) / name)
+@contextmanager
+def quiet_pandas_check() -> Iterator[None]:
+    """PySpark 4.3 warns that pandas 3 is "not yet fully supported" whenever it checks the
+    pandas version, even for Arrow-only calls that use no pandas; silence that one warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                                category=FutureWarning)
+        yield
+
+
+def to_arrow(frame: DataFrame) -> pa.Table:
+    """Collect a (small) result to the driver as an Arrow table."""
+    with quiet_pandas_check():
+        return frame.toArrow()
+
+
+def from_arrow(spark: SparkSession, table: pa.Table) -> DataFrame:
+    """A Spark table from an Arrow table built on the driver (id maps, the catalog's ids)."""
+    with quiet_pandas_check():
+        return spark.createDataFrame(table)

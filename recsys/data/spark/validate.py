@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from recsys import columns as C
 from recsys.data.idmap import IdMap
 from recsys.data.io import find_table, read_table
 from recsys.data.spark.parse import Check, canonical_events
 from recsys.data.spark.read import ROW, read_events
+from recsys.data.spark.session import from_arrow
 from recsys.data.validate import ValidationReport, validate_items
 from recsys.errors import DataError
 
@@ -101,22 +104,32 @@ def _example(frame: DataFrame, pos: int) -> str:
             f"timestamp={_timestamp_text(int(row['t']))}")
 
 
-def _first_duplicate(canonical: DataFrame, distinct: DataFrame) -> int:
-    """Position of the first row that repeats an earlier one (only run when there is one)."""
+def _duplicates(parsed: DataFrame) -> DataFrame:
+    """``_row`` of every row that repeats an earlier one (all event columns equal).
+
+    Rows are grouped by a 64-bit hash first, a shuffle of 16 bytes per row; only rows whose
+    hash repeats (the duplicates, and the rare hash collision) are then compared column by
+    column, in file order.
+    """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    groups = distinct.filter(F.col("_n") > 1).select(
-        *[F.col(c).alias(f"_g_{c}") for c in C.EVENT_COLUMNS], F.col(ROW).alias("_first"))
-    cond = [canonical[c].eqNullSafe(groups[f"_g_{c}"]) for c in C.EVENT_COLUMNS]
-    joined = canonical.join(groups, on=cond).filter(F.col(ROW) > F.col("_first"))
-    row = joined.agg(F.min(ROW)).first()
-    assert row is not None and row[0] is not None   # called only when a duplicate exists
-    return int(row[0])
+    repeated = (parsed.groupBy("_h").agg(F.count(F.lit(1)).alias("_n"))
+                .filter(F.col("_n") > 1).select("_h"))
+    candidates = parsed.join(repeated, "_h", "left_semi")
+    order = Window.partitionBy(*C.EVENT_COLUMNS).orderBy(ROW)
+    return (candidates.withColumn("_k", F.row_number().over(order))
+            .filter(F.col("_k") > 1).select(ROW))
 
 
 def validate_events(spark: SparkSession, directory: str | Path, scratch: str | Path, *,
                     now: pd.Timestamp | None = None) -> SparkEvents:
-    """Validate ``directory``'s events (and catalog); keep the valid events under ``scratch``."""
+    """Validate ``directory``'s events (and catalog); keep the valid events under ``scratch``.
+
+    One pass parses the raw file into Parquet under ``scratch`` (canonical columns, the
+    catalog's ``item_idx``, a flag per fatal check); the checks, the duplicate search and the
+    drop counts then read only the columns they need from there.
+    """
     from pyspark.sql import functions as F
 
     items = validate_items(read_table(find_table(directory, "items")))
@@ -127,14 +140,29 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
     missing = [c for c in C.EVENT_REQUIRED if c not in columns]
     if missing:
         raise DataError(f"{source}: missing required column(s) {missing} (found {columns})")
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     parsed = canonical_events(raw.frame, raw.nanos_columns)
     checks = parsed.checks
-    aggs = [F.count(F.lit(1)).alias("n"),
-            F.sum(parsed.defaulted.cast("long")).alias("defaulted")]
-    for i, check in enumerate(checks):
-        aggs += [F.sum(check.flag.cast("long")).alias(f"n{i}"),
-                 F.min(F.when(check.flag, F.col(ROW))).alias(f"r{i}")]
-    stats = raw.frame.agg(*aggs).first()
+    catalog = from_arrow(spark, pa.table({
+        "_item": pa.array(item_map.external_ids.astype(str)),
+        ITEM_IDX: pa.array(np.arange(len(item_map), dtype=np.int32))}))
+    table = (raw.frame.select(*parsed.columns, ROW, parsed.defaulted.alias("_default"),
+                              *[c.flag.alias(f"_c{i}") for i, c in enumerate(checks)])
+             .withColumn("_h", F.xxhash64(*C.EVENT_COLUMNS))
+             .withColumn("_future", F.unix_micros(C.TIMESTAMP) > _micros(now))
+             .join(F.broadcast(catalog), F.col(C.ITEM_ID) == F.col("_item"), "left")
+             .drop("_item"))
+    path = str(Path(scratch) / "events_parsed.parquet")
+    table.write.mode("overwrite").parquet(path)
+    table = spark.read.parquet(path)
+
+    aggs = [F.count(F.lit(1)).alias("n"), F.sum(F.col("_default").cast("long")).alias("dflt")]
+    for i in range(len(checks)):
+        flag = F.col(f"_c{i}")
+        aggs += [F.sum(flag.cast("long")).alias(f"n{i}"),
+                 F.min(F.when(flag, F.col(ROW))).alias(f"r{i}")]
+    stats = table.agg(*aggs).first()
     assert stats is not None
     stats_d = stats.asDict()
     if int(stats_d["n"]) == 0:
@@ -142,53 +170,35 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
     _raise_first(raw.frame, checks, stats_d, source)
 
     report = ValidationReport(events_in=int(stats_d["n"]), items=len(items))
-    n_default = int(stats_d["defaulted"] or 0)
-    if n_default:
-        report.defaults_applied["quantity missing -> 1"] = n_default
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    events = raw.frame.select(*parsed.columns, ROW)
-    catalog = spark.createDataFrame(pd.DataFrame({
-        "_item": item_map.external_ids.astype(str), ITEM_IDX: range(len(item_map))}).pipe(
-            _arrow_table))
-    distinct = (events.groupBy(*C.EVENT_COLUMNS)
-                .agg(F.min(ROW).alias(ROW), F.count(F.lit(1)).alias("_n"))
-                .join(F.broadcast(catalog), F.col(C.ITEM_ID) == F.col("_item"), "left")
-                .drop("_item")
-                .withColumn("_future", F.unix_micros(C.TIMESTAMP) > _micros(now))
-                .withColumn("_unknown", ~F.col("_future") & F.col(ITEM_IDX).isNull()))
-    path = str(Path(scratch) / "events_distinct.parquet")
-    distinct.write.mode("overwrite").parquet(path)
-    distinct = spark.read.parquet(path)
-    counts = distinct.agg(
-        F.sum(F.col("_n") - 1).alias("dup"),
+    if stats_d["dflt"]:
+        report.defaults_applied["quantity missing -> 1"] = int(stats_d["dflt"])
+    dup_path = str(Path(scratch) / "duplicates.parquet")
+    _duplicates(table).write.mode("overwrite").parquet(dup_path)
+    dups = spark.read.parquet(dup_path)
+    dup = dups.agg(F.count(F.lit(1)), F.min(ROW)).first()
+    assert dup is not None
+    if dup[0]:
+        table = table.join(F.broadcast(dups), ROW, "left_anti")
+    unknown = ~F.col("_future") & F.col(ITEM_IDX).isNull()
+    counts = table.agg(
         F.sum(F.col("_future").cast("long")).alias("future"),
         F.min(F.when(F.col("_future"), F.col(ROW))).alias("future_row"),
-        F.sum(F.col("_unknown").cast("long")).alias("unknown"),
-        F.min(F.when(F.col("_unknown"), F.col(ROW))).alias("unknown_row"),
+        F.sum(unknown.cast("long")).alias("unknown"),
+        F.min(F.when(unknown, F.col(ROW))).alias("unknown_row"),
     ).first()
     assert counts is not None
-    drops = [(DUPLICATE, int(counts["dup"] or 0), None),
+    drops = [(DUPLICATE, int(dup[0]), dup[1]),
              (f"timestamp in the future (after {now.isoformat()})", int(counts["future"] or 0),
               counts["future_row"]),
              (UNKNOWN_ITEM, int(counts["unknown"] or 0), counts["unknown_row"])]
+    examples = spark.read.parquet(path)
     for reason, n, pos in drops:
-        if n == 0:
-            continue
-        if pos is None:
-            pos = _first_duplicate(events, distinct)
-        report.dropped[reason] = n
-        report.examples[reason] = _example(distinct if reason != DUPLICATE else events, int(pos))
-    kept = distinct.filter(~F.col("_future") & ~F.col("_unknown")).drop(
-        "_n", "_future", "_unknown")
+        if n:
+            report.dropped[reason] = n
+            report.examples[reason] = _example(examples, int(pos))
+    kept = table.filter(~F.col("_future") & F.col(ITEM_IDX).isNotNull()).select(
+        *C.EVENT_COLUMNS, ROW, ITEM_IDX)
     report.events_out = report.events_in - sum(n for _, n, _ in drops)
     if report.events_out == 0:
         raise DataError(f"{source}: every event was dropped ({report.dropped}); nothing to use")
     return SparkEvents(kept, items, item_map, report, str(scratch))
-
-
-def _arrow_table(frame: pd.DataFrame) -> object:
-    """Spark builds a DataFrame from Arrow without going through its pandas converter."""
-    import pyarrow as pa
-
-    return pa.Table.from_pandas(frame, preserve_index=False)
