@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -74,6 +75,44 @@ class Prepared:
     buyers: np.ndarray            # distinct users per item with an event of buyer_event_types
     cooccurrence: CoCounts
     seconds: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the aggregates as npz/Parquet/JSON (no pickle): the hand-over from a
+        preparation machine to the one that fits models."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        ids = {**self.user_map.to_arrays("user"), **self.item_map.to_arrays("item")}
+        np.savez(out / "ids.npz", allow_pickle=False, **ids)
+        sp.save_npz(out / "matrix.npz", self.matrix)
+        sp.save_npz(out / "cooccurrence.npz", self.cooccurrence.pairs)
+        arrays = {"total": self.item_sums.total, "buyers": self.buyers,
+                  "baskets": self.cooccurrence.baskets,
+                  **{f"last_{d:g}d": v for d, v in self.item_sums.last_days.items()}}
+        np.savez(out / "item_arrays.npz", allow_pickle=False, **arrays)
+        self.items.to_parquet(out / "items.parquet", index=False)
+        self.report.save(out / "validation.json")
+        info = {"engine": self.engine, "reference_time": self.reference_time.isoformat(),
+                "last_days": list(self.item_sums.last_days), "seconds": self.seconds,
+                "users": len(self.user_map), "items": len(self.item_map),
+                "matrix_nnz": int(self.matrix.nnz)}
+        (out / "prepared.json").write_text(json.dumps(info, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Prepared:
+        src = Path(directory)
+        info = json.loads((src / "prepared.json").read_text())
+        with np.load(src / "ids.npz", allow_pickle=False) as ids:
+            users, items = IdMap.from_arrays(ids, "user"), IdMap.from_arrays(ids, "item")
+        with np.load(src / "item_arrays.npz", allow_pickle=False) as z:
+            sums = ItemSums(z["total"], {float(d): z[f"last_{float(d):g}d"]
+                                         for d in info["last_days"]})
+            buyers, baskets = z["buyers"], z["baskets"]
+        report = ValidationReport(**json.loads((src / "validation.json").read_text()))
+        return cls(info["engine"], report, pd.read_parquet(src / "items.parquet"), items, users,
+                   pd.Timestamp(info["reference_time"]), sp.load_npz(src / "matrix.npz").tocsr(),
+                   sums, buyers, CoCounts(sp.load_npz(src / "cooccurrence.npz").tocsr(), baskets),
+                   info["seconds"])
 
 
 class _Clock:

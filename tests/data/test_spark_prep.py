@@ -189,3 +189,27 @@ def test_timestamp_formats_parse_alike(tmp_path: Path, spark_settings) -> None: 
     a, b = both(write(tmp_path, events), spark_settings, config)
     assert_same(a, b, rtol=1e-6)
     assert b.reference_time == pd.Timestamp("2024-01-03T00:00:00.250Z")
+
+
+def test_cli_prepare_saves_what_loads_back(tmp_path: Path, spark_settings,  # noqa: ANN001
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines.cli import main
+
+    events = ("user_id,item_id,timestamp,event_type,quantity,session_id\n"
+              "a,x,2024-01-01T10:00:00Z,purchase,2,s1\n"
+              "a,y,2024-01-01T10:01:00Z,purchase,1,s1\n"
+              "b,y,2024-01-02T10:00:00Z,view,1,s2\n"
+              "b,z,2024-02-02T10:00:00Z,view,1,s3\n")
+    directory = write(tmp_path / "data", events)
+    out = tmp_path / "prepared"
+    code = main(["prepare", str(directory), "--engine", "spark", "--until", "2024-02-01",
+                 "--now", NOW.isoformat(), "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "matrix: 2 users x 4 items, 3 nonzeros" in printed
+    loaded = Prepared.load(out)
+    assert loaded.engine == "spark"
+    assert_same(prepare(directory, engine="pandas", now=NOW,
+                        end=pd.Timestamp("2024-02-01", tz="UTC")), loaded)
+    assert main(["prepare", str(directory), "--engine", "spark", "--now", "not a time"]) == 2
+    assert "--now 'not a time': not a time" in capsys.readouterr().err
