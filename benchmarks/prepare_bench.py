@@ -12,6 +12,8 @@ driver and executors in local mode, and any Python worker) and keeps the peak of
 of each process kind. ``getrusage`` high-water marks (the child's own, and the largest of its
 waited-for children: the JVM) are printed beside it as a cross-check; they cannot add up
 processes that live at the same time, the sampling can but may miss a spike shorter than 0.2 s.
+CPU: the cores the run used on average, and the load of everything else on the machine during
+the run (``other_load_cores``), since the 2 cores are shared with other people's jobs.
 
 ``--als`` then fits implicit's ALS (64 factors, 3 iterations, 2 threads) on the prepared matrix
 in another child, with its peak RSS: what "models train on one machine from the aggregates"
@@ -54,6 +56,22 @@ def _tree(root: int) -> list[int]:
     return out
 
 
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])     # utime + stime
+
+
+def _busy_ticks() -> int:
+    """Ticks every core spent busy since boot (all processes, from /proc/stat)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values) - values[3] - values[4]    # minus idle and iowait
+
+
 def _rss_and_kind(pid: int) -> tuple[int, str]:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -74,6 +92,9 @@ class TreeSampler:
         self.pid, self.every = pid, every
         self.peak_total = 0
         self.peak_by_kind: dict[str, int] = {}
+        self.ticks: dict[int, int] = {}        # CPU ticks per process of the tree, last seen
+        self._busy0 = _busy_ticks()
+        self.busy = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -84,6 +105,7 @@ class TreeSampler:
             for pid in _tree(self.pid):
                 rss, kind = _rss_and_kind(pid)
                 by_kind[kind] = by_kind.get(kind, 0) + rss
+                self.ticks[pid] = max(self.ticks.get(pid, 0), _cpu_ticks(pid))
             self.peak_total = max(self.peak_total, sum(by_kind.values()))
             for kind, rss in by_kind.items():
                 self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
@@ -92,6 +114,15 @@ class TreeSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        self.busy = _busy_ticks() - self._busy0
+
+    def cpu(self, wall: float) -> dict[str, float]:
+        """Cores used on average by the run, and by everything else on the machine meanwhile
+        (other jobs share these 2 cores; a run that had them to itself shows ~0 here)."""
+        hz = os.sysconf("SC_CLK_TCK")
+        own = sum(self.ticks.values()) / hz
+        return {"cores_used": round(own / wall, 2),
+                "other_load_cores": round(max(self.busy / hz - own, 0.0) / wall, 2)}
 
 
 def run_child(args: list[str]) -> dict[str, object]:
@@ -107,7 +138,7 @@ def run_child(args: list[str]) -> dict[str, object]:
                 "wall_seconds": round(wall, 1),
                 "peak_rss_gib": round(sampler.peak_total / GIB, 2)}
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(wall_seconds=round(wall, 1),
+    result.update(wall_seconds=round(wall, 1), cpu=sampler.cpu(wall),
                   peak_rss_gib=round(sampler.peak_total / GIB, 2),
                   peak_rss_gib_by_process={k: round(v / GIB, 2)
                                            for k, v in sampler.peak_by_kind.items()

@@ -7,9 +7,10 @@ items are dropped and counted in a :class:`~recsys.data.validate.ValidationRepor
 reasons and examples. The catalog is validated by the pandas code itself: models need the whole
 item table on one machine anyway, so it is never larger than what pandas holds.
 
-Passes over the data: one for every fatal check at once, one that deduplicates (a group-by over
-all columns) and writes the distinct rows with their drop flags to the scratch directory; the
-counts and the kept events are then read from there, so validation runs once per dataset.
+Passes over the raw file: one, which parses it into Parquet under the scratch directory
+(canonical columns, the catalog's ``item_idx``, a bit per failed fatal check). The checks, the
+duplicate search (by hash, then exact among repeated hashes) and the drop counts read back only
+the columns they need, and so do the aggregates afterwards.
 """
 
 from __future__ import annotations
@@ -114,9 +115,12 @@ def _duplicates(parsed: DataFrame) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    repeated = (parsed.groupBy("_h").agg(F.count(F.lit(1)).alias("_n"))
+    # hashed here rather than stored: 8 incompressible bytes per row cost more to write to
+    # the scratch Parquet than the columns cost to read back
+    hashed = parsed.withColumn("_h", F.xxhash64(*C.EVENT_COLUMNS))
+    repeated = (hashed.groupBy("_h").agg(F.count(F.lit(1)).alias("_n"))
                 .filter(F.col("_n") > 1).select("_h"))
-    candidates = parsed.join(repeated, "_h", "left_semi")
+    candidates = hashed.join(repeated, "_h", "left_semi")
     order = Window.partitionBy(*C.EVENT_COLUMNS).orderBy(ROW)
     return (candidates.withColumn("_k", F.row_number().over(order))
             .filter(F.col("_k") > 1).select(ROW))
@@ -126,9 +130,7 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
                     now: pd.Timestamp | None = None) -> SparkEvents:
     """Validate ``directory``'s events (and catalog); keep the valid events under ``scratch``.
 
-    One pass parses the raw file into Parquet under ``scratch`` (canonical columns, the
-    catalog's ``item_idx``, a flag per fatal check); the checks, the duplicate search and the
-    drop counts then read only the columns they need from there.
+    The raw file is parsed once, into Parquet under ``scratch``; see the module docstring.
     """
     from pyspark.sql import functions as F
 
@@ -147,9 +149,10 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
     catalog = from_arrow(spark, pa.table({
         "_item": pa.array(item_map.external_ids.astype(str)),
         ITEM_IDX: pa.array(np.arange(len(item_map), dtype=np.int32))}))
+    # one int per row, bit i set when check i fails (cheaper to write than a column per check)
+    bad = sum((F.when(c.flag, 1 << i).otherwise(0) for i, c in enumerate(checks)), F.lit(0))
     table = (raw.frame.select(*parsed.columns, ROW, parsed.defaulted.alias("_default"),
-                              *[c.flag.alias(f"_c{i}") for i, c in enumerate(checks)])
-             .withColumn("_h", F.xxhash64(*C.EVENT_COLUMNS))
+                              bad.alias("_bad"))
              .withColumn("_future", F.unix_micros(C.TIMESTAMP) > _micros(now))
              .join(F.broadcast(catalog), F.col(C.ITEM_ID) == F.col("_item"), "left")
              .drop("_item"))
@@ -159,7 +162,7 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
 
     aggs = [F.count(F.lit(1)).alias("n"), F.sum(F.col("_default").cast("long")).alias("dflt")]
     for i in range(len(checks)):
-        flag = F.col(f"_c{i}")
+        flag = (F.col("_bad").bitwiseAND(1 << i)) != 0
         aggs += [F.sum(flag.cast("long")).alias(f"n{i}"),
                  F.min(F.when(flag, F.col(ROW))).alias(f"r{i}")]
     stats = table.agg(*aggs).first()
