@@ -147,13 +147,14 @@ def run_child(args: list[str]) -> dict[str, object]:
 
 
 def one_prepare(directory: str, engine: str, driver_memory: str, partitions: int,
-                matrix_out: str | None) -> dict[str, object]:
+                matrix_out: str | None, conf: list[str]) -> dict[str, object]:
     import scipy.sparse as sp
 
     from recsys.data.prepare import prepare
     from recsys.data.spark.session import SparkSettings
 
-    settings = SparkSettings(driver_memory=driver_memory, shuffle_partitions=partitions)
+    settings = SparkSettings(driver_memory=driver_memory, shuffle_partitions=partitions,
+                             conf=dict(kv.split("=", 1) for kv in conf))
     p = prepare(directory, engine=engine, spark=settings)  # type: ignore[arg-type]
     m = p.matrix
     if matrix_out:
@@ -193,6 +194,8 @@ def main() -> None:
                         choices=["pandas", "spark"])
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--shuffle-partitions", type=int, default=32)
+    parser.add_argument("--conf", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra Spark settings, e.g. spark.sql.parquet.compression.codec=none")
     parser.add_argument("--als", action="store_true", help="also fit ALS on the matrix")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--one-als", help=argparse.SUPPRESS)
@@ -200,7 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_prepare(args.one[0], args.one[1], args.driver_memory,
-                                     args.shuffle_partitions, args.matrix_out)))
+                                     args.shuffle_partitions, args.matrix_out, args.conf)))
         return
     if args.one_als:
         print(json.dumps(one_als(args.one_als)))
@@ -213,7 +216,8 @@ def main() -> None:
                 extra = ["--matrix-out", matrix] if matrix else []
                 result = run_child(["--one", directory, engine, "--driver-memory",
                                     args.driver_memory, "--shuffle-partitions",
-                                    str(args.shuffle_partitions), *extra])
+                                    str(args.shuffle_partitions), *extra,
+                                    *(["--conf", *args.conf] if args.conf else [])])
                 if matrix and "error" not in result:
                     result["als_fit"] = run_child(["--one-als", matrix])
                     args.als = False     # the same matrix from the other engine: fit once
