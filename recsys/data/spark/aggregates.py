@@ -30,7 +30,7 @@ from recsys.data.idmap import IdMap
 from recsys.data.interactions import InteractionConfig
 from recsys.data.spark.read import ROW
 from recsys.data.spark.session import from_arrow, to_arrow
-from recsys.data.spark.validate import ITEM_IDX, SparkEvents, _micros
+from recsys.data.spark.validate import ITEM_IDX, SparkEvents, utc_micros
 from recsys.errors import DataError
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def user_map(events: SparkEvents) -> IdMap:
 def _age_days(reference_time: pd.Timestamp) -> Column:
     from pyspark.sql import functions as F
 
-    return (F.lit(_micros(reference_time)) - F.unix_micros(C.TIMESTAMP)) / DAY_MICROS
+    return (F.lit(utc_micros(reference_time)) - F.unix_micros(C.TIMESTAMP)) / DAY_MICROS
 
 
 def event_weight(config: InteractionConfig, reference_time: pd.Timestamp) -> Column:

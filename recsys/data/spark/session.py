@@ -105,7 +105,8 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
     builder: Any = SparkSession.builder.master(settings.master).appName(settings.app_name)
     for key, value in settings.spark_conf().items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    with quiet_pandas_check():      # getOrCreate imports pyspark.testing, which checks pandas
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 

@@ -58,13 +58,13 @@ class SparkEvents:
 
         frame = self.frame
         if start is not None:
-            frame = frame.filter(F.unix_micros(C.TIMESTAMP) >= _micros(start))
+            frame = frame.filter(F.unix_micros(C.TIMESTAMP) >= utc_micros(start))
         if end is not None:
-            frame = frame.filter(F.unix_micros(C.TIMESTAMP) < _micros(end))
+            frame = frame.filter(F.unix_micros(C.TIMESTAMP) < utc_micros(end))
         return SparkEvents(frame, self.items, self.item_map, self.report, self.scratch)
 
 
-def _micros(ts: pd.Timestamp) -> int:
+def utc_micros(ts: pd.Timestamp) -> int:
     ts = pd.Timestamp(ts)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(ts.value // 1000)
@@ -153,7 +153,7 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
     bad = sum((F.when(c.flag, 1 << i).otherwise(0) for i, c in enumerate(checks)), F.lit(0))
     table = (raw.frame.select(*parsed.columns, ROW, parsed.defaulted.alias("_default"),
                               bad.alias("_bad"))
-             .withColumn("_future", F.unix_micros(C.TIMESTAMP) > _micros(now))
+             .withColumn("_future", F.unix_micros(C.TIMESTAMP) > utc_micros(now))
              .join(F.broadcast(catalog), F.col(C.ITEM_ID) == F.col("_item"), "left")
              .drop("_item"))
     path = str(Path(scratch) / "events_parsed.parquet")
