@@ -49,6 +49,12 @@ def _cmd_split(args: argparse.Namespace) -> None:
     print_lines(summary_lines(summary))
 
 
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from pipelines.prepare_events import prepare_command
+
+    prepare_command(args)
+
+
 def _cmd_import(args: argparse.Namespace) -> None:
     from recsys.data import importers
 
@@ -236,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", help="dataset directory")
     p.add_argument("--config", help="pipeline TOML (its [split] section; default 0.70/0.15/0.15)")
     p.add_argument("--out", help="where to save the JSON summary (default: DIR/split.json)")
+
+    from pipelines.prepare_events import add_arguments as prepare_arguments
+
+    p = add("prepare", _cmd_prepare, "validate and aggregate events (matrix, item statistics, "
+            "co-occurrence) on pandas or Spark; optionally save the aggregates")
+    prepare_arguments(p)
 
     p = add("import", _cmd_import, "import a public dataset format into the canonical form")
     fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")

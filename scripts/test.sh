@@ -12,7 +12,8 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: the CPU wheel is on local disk; an unpinned torch pulls a CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e '.[test]'
+# [spark]: PySpark for the Spark preparation engine's tests (Java 17 is on the machine).
+.venv/bin/python -m pip install -q -e '.[test,spark]'
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/pytest -q "$@"
