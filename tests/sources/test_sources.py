@@ -94,6 +94,32 @@ def test_tifu_blends_own_and_neighbour_frequencies(world: World) -> None:
     assert {"k0", "g0"} <= set(ext(world, u2.ids))
 
 
+def test_tifu_neighbours_match_a_brute_force_cosine_knn() -> None:
+    import scipy.sparse as sp
+
+    from recsys.sources.tifu import neighbour_items
+
+    rng = np.random.default_rng(3)
+    u = sp.random(60, 40, density=0.15, random_state=rng, format="csr") * 3
+    u = sp.vstack([u, sp.csr_matrix((2, 40))]).tocsr()        # two shoppers without purchases
+    k, keep = 5, 7
+    got = neighbour_items(u, k, keep).toarray()
+    dense = u.toarray()
+    norms = np.linalg.norm(dense, axis=1)
+    active = np.flatnonzero(norms > 0)
+    unit = dense[active] / norms[active, None]
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    for row, user in enumerate(active):
+        nearest = np.argsort(-sim[row])[:k]
+        mean = dense[active[nearest]].sum(axis=0) / k
+        top = np.argsort(-mean)[:keep]
+        top = top[mean[top] > 0]
+        np.testing.assert_allclose(got[user, top], mean[top], rtol=1e-5)
+        assert np.count_nonzero(got[user]) == len(top)
+    assert not got[60:].any()
+
+
 def test_basket_weights_follow_the_paper() -> None:
     from recsys.sources.tifu import basket_weights
 
