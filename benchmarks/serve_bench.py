@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -67,6 +68,7 @@ end
 
 EVENTS_LUA = """
 local nonce = "%(nonce)s"
+wrk.headers["X-API-Key"] = "%(key)s"
 local items = {%(items)s}
 local batch = %(batch)d
 local counter = 0
@@ -124,6 +126,8 @@ def parse_wrk(out: str) -> dict[str, float]:
 
 def run_wrk(url: str, connections: int, duration: float, script: Path | None, pin: bool
             ) -> dict[str, float]:
+    """One wrk run; exits when any answer was not 2xx (the figures would be those of errors,
+    e.g. 401/503 from a server whose events need a key)."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s"]
     if script is not None:
         cmd += ["-s", str(script)]
@@ -131,7 +135,11 @@ def run_wrk(url: str, connections: int, duration: float, script: Path | None, pi
     if pin:
         cmd = ["taskset", "-c", "1", *cmd]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return parse_wrk(out)
+    res = parse_wrk(out)
+    if res["failed"]:
+        sys.exit(f"serve_bench: {res['failed']:g} of {res['requests']:g} requests to {url} "
+                 f"failed or were not 2xx:\n{out}")
+    return res
 
 
 # ---------------------------------------------------------------------- server
@@ -141,8 +149,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(bundle: Path, workdir: Path, port: int, pin: bool, workers: int = 1
-                 ) -> subprocess.Popen[bytes]:
+def start_server(bundle: Path, workdir: Path, port: int, pin: bool, workers: int = 1,
+                 write_key: str = "") -> subprocess.Popen[bytes]:
     config = workdir / "serving.toml"
     config.write_text(
         f'event_store = "{workdir / "events.db"}"\nerasure_poll_s = 0\n'
@@ -155,7 +163,8 @@ def start_server(bundle: Path, workdir: Path, port: int, pin: bool, workers: int
         cmd = ["taskset", "-c", "0", *cmd]
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT),
+                                 "RECSYS_WRITE_KEY": write_key})
     import urllib.request
 
     deadline = time.monotonic() + 300
@@ -212,13 +221,11 @@ def direct_latency(rec: Any, users: list[str], items: list[str], n: int, pin: bo
             "p99_ms": round(times[int(len(times) * 0.99)], 3), "n": n}
 
 
-def sample_ids(bundle: Path, n: int) -> tuple[list[str], list[str]]:
-    import numpy as np
-
-    with np.load(bundle / "hybrid" / "history.npz", allow_pickle=False) as z:
-        users = [str(u) for u in z["user_ids"][:n]]
-    with np.load(bundle / "ids.npz", allow_pickle=False) as z:
-        items = [str(i) for i in z["item_ids"][:n]]
+def sample_ids(rec: Any, n: int) -> tuple[list[str], list[str]]:
+    """Up to ``n`` users with a history and ``n`` catalog items of the loaded bundle (read
+    through the library, whatever the bundle's file layout)."""
+    users = rec.history.sample_users(n)
+    items = [str(i) for i in rec.items.external_ids[:n]]
     return users, items
 
 
@@ -244,8 +251,8 @@ def main() -> None:
                  "apt-get update && apt-get install -y wrk) and rerun")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     pin = not args.no_pin and shutil.which("taskset") is not None and cores >= 2
-    users, items = sample_ids(args.bundle, 1000)
     floor_rec = load_floor(args.bundle)
+    users, items = sample_ids(floor_rec, 1000)
     floors: list[dict[str, float]] = []
 
     with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
@@ -254,7 +261,8 @@ def main() -> None:
         recs_lua.write_text(RECS_LUA % {"users": _lua_list(users), "items": _lua_list(items)})
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = start_server(args.bundle, work, port, pin)
+        write_key = secrets.token_urlsafe(16)   # POST /v1/events needs the write key
+        server = start_server(args.bundle, work, port, pin, write_key=write_key)
         try:
             run_wrk(f"{base}/v1/recommendations", 8, 2, recs_lua, pin)     # warm-up
             scenarios: dict[str, list[dict[str, float]]] = {}
@@ -269,6 +277,7 @@ def main() -> None:
                         run_wrk(base + path, conns, args.duration, script, pin))
                 events_lua = work / "events.lua"
                 events_lua.write_text(EVENTS_LUA % {"nonce": uuid.uuid4().hex[:12],
+                                                    "key": write_key,
                                                     "items": _lua_list(items[:200]),
                                                     "batch": args.batch})
                 res = run_wrk(f"{base}/v1/events", 8, args.duration, events_lua, pin)

@@ -16,13 +16,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from recsys.errors import ConfigError, RecsysError
 from recsys.threads import set_thread_policy
 from serving import errors
 from serving.auth import KEY_HEADER
 from serving.body_limit import BodySizeLimit
+from serving.cors import CORSMiddleware
 from serving.event_store import EventStore, is_postgres_url, open_store
 from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
