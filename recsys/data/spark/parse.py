@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from recsys import columns as C
+from recsys.data.validate import MAX_QUANTITY
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -109,18 +110,25 @@ def _vocabulary(col: Column, allowed: tuple[str, ...], name: str,
 
 
 def _numbers(col: Column, kind: str, name: str, *, minimum: float,
-             integer: bool) -> tuple[Column, list[Check]]:
-    """A double (null when missing); not-a-number, below-minimum, non-integer are fatal."""
+             integer: bool, maximum: float | None = None) -> tuple[Column, list[Check]]:
+    """A double (null when missing); not-a-number, infinite, below-minimum, above-maximum and
+    non-integer are fatal (the pandas validator's checks, in its order)."""
     from pyspark.sql import functions as F
 
     missing = _missing(col, kind)
     cast = col.cast("double") if kind in ("float", "integer") else col.try_cast("double")
     value = F.when(~missing & ~F.isnan(cast), cast)
     what = "an integer" if integer else "a number"
-    expected = f"{what} >= {minimum:g}"
+    expected = (f"{what} >= {minimum:g}" if maximum is None
+                else f"{what} in {minimum:g}..{maximum:,.0f}")
+    infinite = F.coalesce(F.abs(value) == float("inf"), F.lit(False))
     checks = [Check(name, ~missing & value.isNull(), "not a number", expected),
+              Check(name, infinite, "not a finite number", expected),
               Check(name, F.coalesce(value < minimum, F.lit(False)),
                     "negative value" if minimum == 0 else "value below minimum", expected)]
+    if maximum is not None:
+        checks.append(Check(name, F.coalesce(value > maximum, F.lit(False)), "value too large",
+                            expected))
     if integer:
         checks.append(Check(name, F.coalesce(value != F.floor(value), F.lit(False)),
                             "non-integer value", expected))
@@ -147,7 +155,7 @@ def canonical_events(frame: DataFrame, nanos_columns: frozenset[str]) -> Parsed:
     checks += more
     if C.QUANTITY in kinds:
         qty, more = _numbers(F.col(C.QUANTITY), kinds[C.QUANTITY], C.QUANTITY, minimum=1,
-                             integer=True)
+                             integer=True, maximum=MAX_QUANTITY)
         checks += more
         defaulted = _missing(F.col(C.QUANTITY), kinds[C.QUANTITY])
         columns.append(F.coalesce(qty, F.lit(1.0)).cast("int").alias(C.QUANTITY))
