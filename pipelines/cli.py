@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-serve", dest="serve", action="store_false",
-                   help="stop after the evaluation report instead of serving")
+                   help="stop after training the served bundle instead of serving")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--simulate", type=int, default=0, metavar="USERS",
