@@ -139,6 +139,12 @@ def _cmd_events(args: argparse.Namespace) -> None:
           "(DELETE /v1/users/{id}) does not reach it: delete or re-export it after erasures")
 
 
+def _cmd_models(args: argparse.Namespace) -> None:
+    from pipelines.models import models_command
+
+    models_command(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
@@ -232,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--store", required=True, help="the event store: a SQLite file (e.g. "
                    "var/events.db) or a postgresql:// URL")
     e.add_argument("--out", required=True, help="directory for events.parquet")
+
+    from pipelines.models import add_arguments as models_arguments
+
+    p = add("models", _cmd_models, "the model registry: list versions, register a bundle, "
+            "promote a version to champion, roll back to the previous champion")
+    models_arguments(p)
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")

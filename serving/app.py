@@ -22,6 +22,7 @@ from recsys.threads import set_thread_policy
 from serving import errors
 from serving.auth import KEY_HEADER
 from serving.body_limit import BodySizeLimit
+from serving.champion import ChampionFollower, with_champion
 from serving.cors import CORSMiddleware
 from serving.event_store import EventStore, is_postgres_url, open_store
 from serving.exposures import ExposureWriter
@@ -79,6 +80,7 @@ def load_startup_bundle(name: str, source: BundleSource, configured: Path, store
 def build_state(settings: ServingSettings, metrics: Metrics, guardrails: GuardrailMonitor,
                 keys: dict[str, str]) -> ServingState:
     """Open the store, load and warm every bundle, start the exposure writer."""
+    settings = with_champion(settings)
     experiments_config = settings.experiments_config()   # ConfigError before any loading
     store = open_serving_store(settings)
     try:
@@ -101,6 +103,8 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
                          store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
                          keys=keys)
     state.control = ControlSync(state, last_control)
+    if settings.registry is not None:
+        state.champion = ChampionFollower(state, settings.registry)
     return state
 
 
@@ -123,6 +127,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
         state.start_erasure_poll(settings.erasure_poll_s)
         if state.control is not None:
             state.control.start(settings.control_poll_s)
+        if state.champion is not None:
+            state.champion.start(settings.registry_poll_s)
         settle_heap()
         metrics.start()
         state.ready = True

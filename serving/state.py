@@ -29,6 +29,7 @@ from serving.privacy import Erased, ErasureTracker
 from serving.settings import ROLES, ServingSettings
 
 if TYPE_CHECKING:
+    from serving.champion import ChampionFollower
     from serving.replicas import ControlSync
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class ServingState:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.control: ControlSync | None = None   # set by serving.app (serving.replicas)
+        self.champion: ChampionFollower | None = None   # serving.app, with a registry
         for b in bundles.values():
             metrics.set_model(b.name, b.version)
 
@@ -167,6 +169,8 @@ class ServingState:
         self._stop.set()
         if self.control is not None:
             self.control.stop()
+        if self.champion is not None:
+            self.champion.stop()
         if self._poller is not None:
             self._poller.join(5.0)
         self.exposures.close()
