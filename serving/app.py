@@ -29,6 +29,7 @@ from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.health import ServedWindow
 from serving.metrics import Metrics, MetricsMiddleware
+from serving.monitoring import Monitor
 from serving.openapi import install_openapi
 from serving.replicas import BundleSource, ControlSync, startup_paths
 from serving.routes import (
@@ -38,6 +39,7 @@ from serving.routes import (
     events,
     experiments,
     health,
+    monitoring,
     recommendations,
 )
 from serving.settings import DEFAULT_BUNDLE, ServingSettings, settings_from_env
@@ -129,6 +131,10 @@ def create_app(settings: ServingSettings) -> FastAPI:
             state.control.start(settings.control_poll_s)
         if state.champion is not None:
             state.champion.start(settings.registry_poll_s)
+        if monitor is not None:
+            state.monitor = monitor
+            monitor.set_bundle(state.bundles[DEFAULT_BUNDLE])
+            monitor.start(state)
         settle_heap()
         metrics.start()
         state.ready = True
@@ -146,8 +152,11 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.state.serving = None
     app.state.served_window = served
     metrics.watch_served(served, lambda: _catalog_items(app))
+    monitor = Monitor(settings.monitoring, served) if settings.monitoring.enabled else None
+    if monitor is not None:
+        metrics.watch_monitor(monitor)
     errors.install(app)
-    for module in (recommendations, events, experiments, admin, health, dashboard,
+    for module in (recommendations, events, experiments, admin, health, monitoring, dashboard,
                    dashboard_page):
         app.include_router(module.router)
     install_openapi(app, settings.limits)

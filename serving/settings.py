@@ -66,6 +66,50 @@ class HealthSettings(StrictModel):
     top_fraction: float = Field(0.01, gt=0, le=1)
 
 
+MONITOR_CHECKS: tuple[str, ...] = ("feature_psi", "score_psi", "coverage", "top_share",
+                                   "fallback_rate", "unknown_item_rate", "ingest_lag_s")
+
+
+class MonitoringSettings(StrictModel):
+    """Drift and health monitoring (:mod:`serving.monitoring`): what each worker samples, how
+    often it evaluates, and the thresholds of its alerts (``docs/operations.md`` says what to
+    do about each). A threshold of ``None`` turns its alert off (the value is still shown)."""
+
+    enabled: bool = True
+    interval_s: float = Field(30.0, gt=0)           # how often each worker evaluates
+    # served feature rows (top-k of hybrid for_you answers of the default bundle) kept
+    sample_rows: int = Field(20_000, ge=100)
+    min_rows: int = Field(500, ge=10)               # no PSI verdict on fewer rows
+    events_window: int = Field(5000, ge=10)         # ingested events kept for the event checks
+    min_events: int = Field(100, ge=1)              # no event verdict on fewer
+    # PSI rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a large shift
+    feature_psi: float | None = Field(0.25, gt=0)   # the largest PSI over ranker features
+    # features whose PSI is shown but left out of feature_psi: the calendar (a window of live
+    # traffic covers a few hours of one day; the training profile covers weeks)
+    psi_ignore: tuple[str, ...] = ("hour", "dow")
+    score_psi: float | None = Field(0.25, gt=0)     # PSI of the ranking score
+    min_coverage: float | None = Field(None, ge=0, le=1)   # distinct items served / catalog
+    max_top_share: float | None = Field(0.5, ge=0, le=1)   # slots to the top 1% of items
+    max_fallback_rate: float | None = Field(None, ge=0, le=1)
+    # share of ingested events naming an item the served bundle does not know (new items)
+    max_unknown_item_rate: float | None = Field(0.05, ge=0, le=1)
+    max_ingest_lag_s: float | None = Field(300.0, gt=0)    # p95 of received - event time
+    # when an alert of one of these checks fires, write this file (recsys retrain --every
+    # watches it; the registry's retrain.trigger) at most once per retrain_cooldown_s
+    retrain_trigger: Path | None = None
+    retrain_on: tuple[str, ...] = ("feature_psi", "score_psi", "unknown_item_rate")
+    retrain_cooldown_s: float = Field(3600.0, ge=0)
+
+    @field_validator("retrain_on")
+    @classmethod
+    def _known_checks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in MONITOR_CHECKS]
+        if unknown:
+            raise ValueError(f"retrain_on: unknown check(s) {', '.join(unknown)} (expected "
+                             f"some of {', '.join(MONITOR_CHECKS)})")
+        return value
+
+
 ROLES: tuple[str, ...] = ("write", "read", "dashboard", "admin")
 
 
@@ -191,6 +235,7 @@ class ServingSettings(StrictModel):
     limits: Limits = Field(default_factory=Limits)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     exposures: ExposureLog = Field(default_factory=ExposureLog)
     # requests run on each bundle after loading, so the first real request is not the slow one
     warmup_requests: int = Field(5, ge=0)
