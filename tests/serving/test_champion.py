@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -110,3 +111,39 @@ erasure_poll_s = 0
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+
+
+def test_in_process_follower_and_dashboard(make_settings: Any, serving_bundle: Path,
+                                           second_bundle: Path, tmp_path: Path) -> None:
+    """With a registry and no bundle path: the champion is served; a promotion is applied by
+    the next poll; a pointer to a broken version is refused and the champion keeps serving."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from tests.serving.conftest import DASHBOARD_KEY
+
+    registry = Registry(tmp_path / "registry")
+    v1, v2 = registry.register(serving_bundle), registry.register(second_bundle)
+    settings = make_settings(bundles={}, registry=str(registry.root), experiments=[])
+    with pytest.raises(Exception, match="no champion"):
+        with TestClient(create_app(settings)):
+            pass
+    registry.promote(v1)
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.serving    # type: ignore[attr-defined]
+        follower = state.champion
+        assert state.bundles["default"].version == v1 and not follower.poll_once()
+        registry.promote(v2)
+        assert follower.poll_once() and state.bundles["default"].version == v2
+        r = client.post("/v1/recommendations", json={"k": 3})
+        assert r.json()["model_version"] == v2
+        health = client.get("/v1/dashboard/health", headers={"X-API-Key": DASHBOARD_KEY}).json()
+        assert health["registry"]["available"] and f"champion {v2}" in health["registry"]["note"]
+        assert f"rollback goes to {v1}" in health["registry"]["note"]
+        # a damaged version: refused, the champion keeps serving
+        damaged = sorted((registry.path_of(v1) / "catalog").iterdir())[0]
+        damaged.write_bytes(b"damaged")
+        registry.promote(v1, reason="back to a damaged v1")
+        assert not follower.poll_once()
+        assert state.bundles["default"].version == v2
+        assert client.post("/v1/recommendations", json={"k": 3}).status_code == 200
