@@ -126,3 +126,12 @@ def test_monitoring_endpoint_metrics_alert_and_trigger(client: TestClient, tmp_p
     assert "ALERT: " in html and "unknown_item_rate" in html.split("ALERT: ")[1].split("<")[0]
     assert html.count("<svg") == 2       # PSI per feature; training vs live histograms
     assert client.get("/v1/monitoring").status_code == 401        # the read key is needed
+
+
+def test_the_example_config_spells_out_the_defaults() -> None:
+    from serving.settings import load_settings
+
+    root = Path(__file__).resolve().parents[2]
+    settings = load_settings(root / "configs" / "serving.toml")
+    assert settings.monitoring == MonitoringSettings()
+    assert settings.registry is None and settings.registry_poll_s == 2.0
