@@ -3,6 +3,7 @@ promoted version, and back on a rollback, while clients hammer them; no request 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -14,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from pipelines.cli import main
 from recsys.manifest import read_manifest
 from recsys.registry import Registry
 from serving.settings import ServingSettings
+from tests.serving.conftest import READ_KEY
 from tests.serving.test_uvicorn import free_port, start, wait_ready
 
 
@@ -67,7 +70,8 @@ erasure_poll_s = 0
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "RECSYS_READ_KEY": READ_KEY}
     with open(log_path, "wb") as log:
         proc = start(["-m", "pipelines.cli", "serve", "--config", str(config), "--port",
                       str(port), "--workers", "2", "--log-level", "warning"], env, log)
@@ -108,6 +112,14 @@ erasure_poll_s = 0
                 t.join()
             assert set(statuses) == {200}, (statuses, log_path.read_text()[-3000:])
             assert served[v1] > 0 and served[v2] > 0
+            # recsys monitor against the same workers: both reached, the champion's samples
+            out = tmp_path / "monitor"
+            code = main(["monitor", "--server", base, "--out", str(out), "--key", READ_KEY,
+                         "--samples", "20"])
+            report = json.loads((out / "monitor.json").read_text())
+            assert code == (1 if report["firing"] else 0)
+            assert {w["bundle_version"] for w in report["workers"]} == {v1}
+            assert len(report["workers"]) == 2 and (out / "monitor.html").is_file()
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
