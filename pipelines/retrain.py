@@ -167,8 +167,13 @@ def retrain_once(registry: Registry, data_dir: str | Path, *, store: str | None 
         staging = work / "candidate"
         shutil.rmtree(staging, ignore_errors=True)
         manifest = rec.save(staging)
-        version = registry.register(staging, move=True, source=f"retrain ({reason})",
-                                    data=str(data), data_end=str(_history_end(manifest)))
+        version = registry.register(
+            staging, move=True, source=f"retrain ({reason})",
+            data={"original": str(Path(data_dir).resolve()), "store": store,
+                  "events": None if events_dir is None else str(events_dir),
+                  "items": None if items_file is None else str(items_file),
+                  "fingerprint": manifest.data.fingerprint,
+                  "history_end": str(_history_end(manifest))})
         say(f"candidate {version} registered ({time.perf_counter() - started:.0f}s)")
         if champion is None:
             registry.promote(version, reason="retrain: first champion (no gate: nothing to "
@@ -222,7 +227,7 @@ def run_loop(once: Callable[[str], object], every_s: float, trigger: Path | None
                 print(f"retrain: failed ({reason}): {exc}", flush=True)
             runs += 1
             next_due = time.monotonic() + every_s
-        stop.wait(min(check_s, max(0.0, next_due - time.monotonic())) or check_s)
+        stop.wait(max(0.01, min(check_s, next_due - time.monotonic())))
     return runs
 
 
