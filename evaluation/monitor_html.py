@@ -23,17 +23,20 @@ def _num(value: float | int | None, digits: int = 4) -> str:
                                       else f"{value:.{digits}g}")
 
 
-def psi_plot(psi: Mapping[str, float], threshold: float | None) -> str | None:
-    """Horizontal bars: PSI per feature (largest first), the threshold as a line."""
+def psi_plot(psi: Mapping[str, float], threshold: float | None,
+             ignored: Sequence[str] = ()) -> str | None:
+    """Horizontal bars: PSI per feature (largest first), the threshold as a line; red over
+    it, grey for the features that never alert."""
     if not available() or not psi:
         return None
     items = sorted(psi.items(), key=lambda kv: -kv[1])[:30]
     fig = _figure(8.0, 0.8 + 0.22 * len(items))
     ax = fig.subplots()
-    names = [k for k, _ in items]
+    names = [f"{k} (no alert)" if k in ignored else k for k, _ in items]
     ax.barh(range(len(items)), [v for _, v in items],
-            color=["#b91c1c" if threshold is not None and v > threshold else "#2563eb"
-                   for _, v in items])
+            color=["#9ca3af" if k in ignored else
+                   "#b91c1c" if threshold is not None and v > threshold else "#2563eb"
+                   for k, v in items])
     ax.set_yticks(range(len(items)))
     ax.set_yticklabels(names, fontsize=7)
     ax.invert_yaxis()
@@ -106,7 +109,12 @@ def render_monitor(body: Mapping[str, Any]) -> str:
     if not psi:
         parts.append('<p class="note">Not enough served rows yet for a PSI verdict.</p>')
     else:
-        parts.append(psi_plot(feature_psi, threshold) or "<p>(figure unavailable)</p>")
+        ignored = list(body.get("psi_ignored", []))
+        parts.append(psi_plot(feature_psi, threshold, ignored)
+                     or "<p>(figure unavailable)</p>")
+        if ignored:
+            parts.append(f'<p class="note">Shown but never alerting: {esc(", ".join(ignored))}'
+                         " (the calendar: a live window covers hours, training weeks).</p>")
         parts.append(f"<p>score PSI: {_num(psi.get(SCORE))}</p>")
         parts.append("<h3>Training vs live: the score and the most drifted features</h3>")
         parts.append(histogram_plots(body.get("histograms", {}), [SCORE, *drifted])

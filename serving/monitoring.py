@@ -78,6 +78,7 @@ class MonitorReport:
     health: dict[str, float | int | None]
     events: dict[str, float | int | None]
     checks: list[Check] = field(default_factory=list)
+    psi_ignored: list[str] = field(default_factory=list)   # shown, never alerting
 
     @property
     def firing(self) -> list[str]:
@@ -147,7 +148,8 @@ def evaluate(settings: MonitoringSettings, bundle: LoadedBundle | None, sample: 
     ]
     return MonitorReport(datetime.now(UTC).isoformat(timespec="seconds"), os.getpid(),
                          bundle.version if bundle is not None else None, len(scores), psi,
-                         histograms, health, events, checks)
+                         histograms, health, events, checks,
+                         [k for k in psi if k in settings.psi_ignore])
 
 
 class Monitor:

@@ -34,6 +34,7 @@ class MonitoringOut(BaseModel):
     health: dict[str, float | int | None]
     events: dict[str, float | int | None]
     checks: list[CheckOut]
+    psi_ignored: list[str]     # features whose PSI is shown but raises no alert
 
 
 @router.get("/monitoring", response_model=MonitoringOut, operation_id="monitoring",
