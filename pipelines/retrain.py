@@ -11,7 +11,10 @@ One run:
    config: ``--config``, else the champion's own config), registered in the registry;
 3. **gate**: the candidate against the champion on the latest window of that data, by the
    rules and the code of ``recsys gate`` (:func:`pipelines.gate.gate`): a side that saw the
-   window is refitted on the events before it, as production would have fitted it then;
+   window is refitted on the events before it, as production would have fitted it then. The
+   window starts after the champion's data whenever there are enough newer events
+   (:func:`gate_window`), so that the champion is scored as it is and the candidate shows
+   what the new events taught it;
 4. **promotion** on a pass (the pointer changes; serving follows within its poll interval);
    on a fail the champion stays, and the reasons are printed and kept in the version's
    record (``recsys models list``). A registry without a champion promotes its first
@@ -136,7 +139,8 @@ def export_store(store: str, out: Path) -> Path:
 def retrain_once(registry: Registry, data_dir: str | Path, *, store: str | None = None,
                  events_dir: str | Path | None = None, items_file: str | Path | None = None,
                  config: TrainConfig | None = None, rules: str | Path | None = None,
-                 reason: str = "scheduled", quiet: bool = False) -> RetrainResult:
+                 cutoff: str | None = None, reason: str = "scheduled", quiet: bool = False
+                 ) -> RetrainResult:
     """One retrain: data, candidate, gate, promotion (see the module docstring)."""
     from pipelines.gate import gate
     from recsys.manifest import read_manifest
@@ -180,8 +184,10 @@ def retrain_once(registry: Registry, data_dir: str | Path, *, store: str | None 
                              "compare with)")
             say(f"promoted {version}: the registry had no champion")
             return RetrainResult(version, True, None, [])
+        start, why = gate_window(data, _history_end(read_manifest(champion.path)), cutoff)
+        say(f"gate window from {start}: {why}")
         outcome = gate(registry.path_of(version), champion.path, data, rules=rules,
-                       quiet=True)
+                       cutoff=start.isoformat(), quiet=True)
         lines = outcome.lines()
         registry.annotate(version, gate={"passed": outcome.passed, "champion": champion.version,
                                          "users": outcome.users, "lines": lines})
@@ -197,6 +203,44 @@ def retrain_once(registry: Registry, data_dir: str | Path, *, store: str | None 
                                if not r.passed)
             say(f"refused {version}; {champion.version} stays champion: {failed}")
         return RetrainResult(version, outcome.passed, champion.version, lines)
+
+
+MIN_NEW_EVENTS = 200     # fewer events after the champion's data: no window of their own
+
+
+def gate_window(data: Path, champion_end: datetime | None, cutoff: str | None = None
+                ) -> tuple[pd.Timestamp, str]:
+    """Where the gate's window starts, and why.
+
+    The candidate is fitted on the events before the window and the champion is scored as it
+    is only when its data ended before the window; a window that starts inside the champion's
+    data refits the champion's config on the same events as the candidate's, and with one
+    config the two are the same model (the comparison says nothing about the new data). So:
+    the gate's default window (the latest 15% of events) when it starts after the champion's
+    data; else the later half of the events the champion never saw (the candidate learns from
+    the first half); else, with fewer than ``MIN_NEW_EVENTS`` new events, the default window
+    (both refitted: only a config change can show)."""
+    from evaluation.backtest import cutoffs
+    from pipelines.evaluate import utc
+
+    events = load_dataset(data).events
+    if cutoff is not None:
+        return utc(cutoff), "given (--cutoff)"
+    (default, _), = cutoffs(events)
+    if champion_end is None:
+        return default, "the latest 15% of events (the champion's data end is not recorded)"
+    end = utc(pd.Timestamp(champion_end))
+    if default >= end:
+        return default, (f"the latest 15% of events, all after the champion's data (ends "
+                         f"{end}): the champion is scored as it is")
+    ts = events.loc[events[C.TIMESTAMP] >= end, C.TIMESTAMP].sort_values(ignore_index=True)
+    if len(ts) < MIN_NEW_EVENTS:
+        return default, (f"only {len(ts)} events after the champion's data (ends {end}): "
+                         "both sides refitted before the latest 15% (only a config change "
+                         "can show)")
+    middle = pd.Timestamp(ts.iloc[len(ts) // 2])
+    return middle, (f"the later half of the {len(ts):,} events after the champion's data "
+                    f"(ends {end}); the candidate learns from the first half")
 
 
 def _history_end(manifest: Manifest) -> datetime | None:
@@ -242,6 +286,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "columns) that replace or extend the original items")
     parser.add_argument("--config", help="pipeline TOML (default: the champion's config)")
     parser.add_argument("--rules", help="gate rules TOML (default: configs/gate.toml's rules)")
+    parser.add_argument("--cutoff", help="start of the gate's window (ISO 8601; default: "
+                        "the latest 15%% of events, or the later half of the events newer "
+                        "than the champion's data when the champion saw those 15%%)")
     parser.add_argument("--every", help="run as a loop: every INTERVAL (e.g. 6h, 30m)")
     parser.add_argument("--trigger", help="loop: run at once when this file appears "
                         f"(default: REGISTRY/{TRIGGER})")
@@ -258,7 +305,7 @@ def retrain_command(args: argparse.Namespace) -> int:
     def once(reason: str) -> RetrainResult:
         return retrain_once(registry, args.data, store=args.store, events_dir=args.events,
                             items_file=args.items, config=config, rules=args.rules,
-                            reason=reason)
+                            cutoff=args.cutoff, reason=reason)
 
     if args.every is None:
         return once("by hand").exit_code

@@ -168,3 +168,25 @@ def test_loop_process_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out
     assert "SIGTERM: stopping" in out and "stopped after 0 run(s)" in out
+
+
+def test_gate_window_starts_after_the_champions_data(shop: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    from pipelines.retrain import export_store, gate_window
+    from recsys.data.validate import load_dataset
+
+    data = merge_data(shop["original"], export_store(str(shop["store"]), tmp_path / "x"),
+                      tmp_path / "data")
+    ts = load_dataset(data).events[C.TIMESTAMP]
+    t0 = ts.min()
+    default, why = gate_window(data, None)
+    assert "latest 15%" in why and (ts >= default).mean() == pytest.approx(0.15, abs=0.01)
+    early, why = gate_window(data, (t0 + pd.Timedelta(days=6)).to_pydatetime())
+    assert early == default and "scored as it is" in why
+    end = t0 + pd.Timedelta(days=27)           # the champion saw most of the default window
+    late, why = gate_window(data, end.to_pydatetime())
+    newer = ts[ts >= end]
+    assert late > end and "later half" in why
+    assert (newer >= late).mean() == pytest.approx(0.5, abs=0.02)
+    last, why = gate_window(data, (ts.max() - pd.Timedelta(minutes=1)).to_pydatetime())
+    assert last == default and "both sides refitted" in why
