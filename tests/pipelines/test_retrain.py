@@ -190,3 +190,28 @@ def test_gate_window_starts_after_the_champions_data(shop: dict[str, Path],
     assert (newer >= late).mean() == pytest.approx(0.5, abs=0.02)
     last, why = gate_window(data, (ts.max() - pd.Timedelta(minutes=1)).to_pydatetime())
     assert last == default and "both sides refitted" in why
+
+
+def test_new_catalog_rows_bring_their_events_in(shop: dict[str, Path], tmp_path: Path) -> None:
+    """Events for an item launched after the original data are dropped without its catalog
+    row (validation), and kept with ``--items``."""
+    from recsys.data.validate import load_dataset
+
+    items = load_dataset(shop["original"]).items
+    launched = pd.DataFrame({C.ITEM_ID: ["new-1"], C.TITLE: ["Solar lantern"],
+                             C.CATEGORY: ["outdoor-lights"], C.PRICE: [19.0]})
+    launched.to_csv(tmp_path / "items.csv", index=False)
+    t = pd.Timestamp("2026-01-10T10:00:00Z")
+    export = tmp_path / "export"
+    export.mkdir()
+    pd.DataFrame({C.USER_ID: ["a", "b"], C.ITEM_ID: ["new-1", str(items[C.ITEM_ID].iloc[0])],
+                  C.TIMESTAMP: [t, t], C.EVENT_TYPE: ["purchase", "view"]}
+                 ).to_parquet(export / "events.parquet")
+    without = load_dataset(merge_data(shop["original"], export, tmp_path / "a")).events
+    assert "new-1" not in set(without[C.ITEM_ID].astype(str))
+    merged = load_dataset(merge_data(shop["original"], export, tmp_path / "b",
+                                     tmp_path / "items.csv"))
+    assert "new-1" in set(merged.events[C.ITEM_ID].astype(str))
+    row = merged.items[merged.items[C.ITEM_ID].astype(str) == "new-1"]
+    assert row[C.CATEGORY].astype(str).tolist() == ["outdoor-lights"]
+    assert len(merged.items) == len(items) + 1

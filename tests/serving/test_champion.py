@@ -120,6 +120,10 @@ erasure_poll_s = 0
             assert code == (1 if report["firing"] else 0)
             assert {w["bundle_version"] for w in report["workers"]} == {v1}
             assert len(report["workers"]) == 2 and (out / "monitor.html").is_file()
+            # the monitor's gauges, merged over the two workers (multiprocess mode)
+            metrics = httpx.get(f"{base}/metrics", headers={"X-API-Key": READ_KEY}).text
+            assert 'recsys_alert{check="feature_psi"}' in metrics
+            assert 'recsys_monitor_value{check="top_share"}' in metrics
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
