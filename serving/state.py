@@ -26,9 +26,11 @@ from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.metrics import Metrics
 from serving.privacy import Erased, ErasureTracker
-from serving.settings import ROLES, ServingSettings
+from serving.settings import DEFAULT_BUNDLE, ROLES, ServingSettings
 
 if TYPE_CHECKING:
+    from serving.champion import ChampionFollower
+    from serving.monitoring import Monitor
     from serving.replicas import ControlSync
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,8 @@ class ServingState:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.control: ControlSync | None = None   # set by serving.app (serving.replicas)
+        self.champion: ChampionFollower | None = None   # serving.app, with a registry
+        self.monitor: Monitor | None = None    # serving.app, unless monitoring is off
         for b in bundles.values():
             metrics.set_model(b.name, b.version)
 
@@ -126,6 +130,8 @@ class ServingState:
             old = self.bundles[new.name]
             self.bundles[new.name] = new      # one assignment: atomic for readers
         self.metrics.set_model(new.name, new.version, previous=old.version)
+        if self.monitor is not None and new.name == DEFAULT_BUNDLE:
+            self.monitor.set_bundle(new)
         return old
 
     def erase_user(self, user_id: str) -> tuple[dict[str, int], dict[str, Erased]]:
@@ -167,6 +173,10 @@ class ServingState:
         self._stop.set()
         if self.control is not None:
             self.control.stop()
+        if self.champion is not None:
+            self.champion.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
         if self._poller is not None:
             self._poller.join(5.0)
         self.exposures.close()
