@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.bootstrap import bootstrap_ci, paired_test
+from evaluation.business import NO_PRICES
 from evaluation.offline import ORDERS, EvalWindow, ModelResult
 from evaluation.segments import Segmentation, segment_table
 from recsys.errors import DataError
@@ -75,15 +76,22 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def headline_metrics(results: Mapping[str, ModelResult], k: int) -> list[str]:
+    """The :data:`HEADLINE` metrics at ``k`` that were measured (no revenue without prices)."""
+    return [f"{m}@{k}" for m in HEADLINE
+            if all(f"{m}@{k}" in r.per_user for r in results.values())]
+
+
 def intervals(results: Mapping[str, ModelResult], k: int, against: str | None,
               u: Uncertainty) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bootstrap CI of each headline metric per model, and each model's bootstrap paired test
     against ``against`` (diff = model - against)."""
     headline: dict[str, Any] = {}
     comparisons: dict[str, Any] = {}
+    measured = [m.split("@")[0] for m in headline_metrics(results, k)]
     for name, r in results.items():
         headline[name] = {}
-        for m in HEADLINE:
+        for m in measured:
             values = r.per_user[f"{m}@{k}"]
             try:
                 ci = bootstrap_ci(values, n_resamples=u.n_resamples, alpha=u.alpha, seed=u.seed)
@@ -97,7 +105,7 @@ def intervals(results: Mapping[str, ModelResult], k: int, against: str | None,
         if against is None or name == against or against not in results:
             continue
         comparisons[name] = {}
-        for m in HEADLINE:
+        for m in measured:
             key = f"{m}@{k}"
             try:
                 t = paired_test(r.per_user[key], results[against].per_user[key],
@@ -181,8 +189,10 @@ def build_report(results: Mapping[str, ModelResult], window: EvalWindow, *,
     headline, comparisons = intervals(results, k, against, u)
     segments = segment_section(results, segmentations, k, against, u.alpha)
     warnings = [w for r in results.values() for w in r.warnings]
+    notes = list((meta or {}).get("notes", [])) + ([] if window.priced else [NO_PRICES])
     report = {
         "meta": {**(meta or {}), "ks": ks, "headline_k": k, "models": list(results),
+                 "prices": window.priced, "notes": notes,
                  "against": against, "users": len(window.users),
                  "returning_share": float(window.returning.mean()) if len(window.users) else 0.0,
                  "window_start": window.start.isoformat(),
@@ -207,7 +217,7 @@ def build_report(results: Mapping[str, ModelResult], window: EvalWindow, *,
 def segment_section(results: Mapping[str, ModelResult], segmentations: Sequence[Segmentation],
                     k: int, against: str | None, alpha: float) -> dict[str, Any]:
     """Per segmentation: its note and one row per segment (headline metrics at ``k``)."""
-    metrics = [f"{m}@{k}" for m in HEADLINE]
+    metrics = headline_metrics(results, k)
     return {seg.name: {"note": seg.note,
                        "rows": segment_table(results, seg, metrics, against=against,
                                              alpha=alpha)}
@@ -251,7 +261,8 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
     meta = report["meta"]
     k = meta["headline_k"]
     against = meta.get("against")
-    cols = [f"{m}@{k}" for m in (*HEADLINE, *HEADLINE_CATALOG)]
+    shown = {c for values in report["headline"].values() for c in values}
+    cols = [f"{m}@{k}" for m in (*HEADLINE, *HEADLINE_CATALOG) if f"{m}@{k}" in shown]
     lines = [
         "# Offline evaluation summary", "",
         f"- bundle: `{meta.get('bundle_version', '?')}` ({meta.get('bundle_dir', '?')})",
@@ -283,6 +294,8 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     ope = report.get("ope", {})
     lines += ["", f"Off-policy validation: {ope.get('note', 'not run')}"]
+    if meta.get("notes"):
+        lines += ["", "Notes:"] + [f"- {n}" for n in meta["notes"]]
     if meta.get("warnings"):
         lines += ["", "Warnings:"] + [f"- {w}" for w in meta["warnings"]]
     return "\n".join(lines) + "\n"
