@@ -1,8 +1,9 @@
-"""Business outcomes of recommendations, per user, from the test-window event log.
+"""Business outcomes of recommendations, per user, from the evaluation window's event log.
 
 What a shop cares about is whether recommended items were then engaged with and bought. The
-interface is one long DataFrame of test-window events, the canonical event columns with ids
-already mapped to the evaluation's integer indices:
+interface is one long DataFrame of the window's events (in the backtest, the events after the
+cutoff), the canonical event columns with ids already mapped to the evaluation's integer
+indices:
 
 ==============  =====================================================================
 ``user_id``     row of ``recs`` the event belongs to (0..n_users-1)
