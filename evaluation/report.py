@@ -4,8 +4,9 @@ self-contained report.html.
 :func:`build_report` turns the per-user results of :func:`~evaluation.offline.evaluate_pipelines`
 into the report dict: means at every k, seeded bootstrap CIs and paired tests for the headline
 metrics, per-segment tables, cold/warm items, popularity bias, the off-policy validation and the
-bundle's own record (split, config, learning curves). Everything the HTML shows is in that dict,
-so ``metrics.json`` alone can re-render the page (:func:`evaluation.report_html.render`).
+record of the (last fold's) fit (spans, config, learning curves). Everything the HTML shows is in
+that dict, so ``metrics.json`` alone can re-render the page
+(:func:`evaluation.report_html.render`).
 
 Example::
 
@@ -254,8 +255,26 @@ def off_policy_section(root: str | Path | None, alpha: float = 0.05) -> dict[str
             "rows": table.to_dict(orient="records")}
 
 
+def _backtest_line(meta: Mapping[str, Any]) -> str:
+    """What the backtest was: its cutoff(s), folds and shoppers."""
+    folds = meta.get("folds") or [{"start": meta.get("window_start"),
+                                   "end": meta.get("window_end")}]
+    end = folds[-1].get("end") or "the end of the data"
+    sampled = f" (at most {meta['max_users']:,} per fold)" if meta.get("max_users") else ""
+    if len(folds) == 1:
+        what = (f"1 fold, cutoff {folds[0]['start']}: fitted on every event before it, scored "
+                f"on purchases from it until {end}")
+    else:
+        what = (f"{len(folds)} folds, cutoffs {', '.join(str(f['start']) for f in folds)}: each "
+                f"fitted on every event before its cutoff, scored on purchases until the next "
+                f"(the last until {end})")
+    return (f"- backtest: {what}; {meta['users']:,} shoppers with history who bought after the "
+            f"cutoff{sampled}")
+
+
 def markdown_summary(report: Mapping[str, Any]) -> str:
-    """The headline table (estimate [CI], difference vs the reference, p-value) in Markdown."""
+    """The verdict, what the backtest was, and the headline table (estimate [CI], difference vs
+    the reference, p-value) in Markdown."""
     from evaluation.report_html_base import fmt_value
 
     meta = report["meta"]
@@ -263,19 +282,19 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
     against = meta.get("against")
     shown = {c for values in report["headline"].values() for c in values}
     cols = [f"{m}@{k}" for m in (*HEADLINE, *HEADLINE_CATALOG) if f"{m}@{k}" in shown]
+    verdict = (report.get("verdict") or {}).get("sentence", "No verdict (not a backtest).")
     lines = [
-        "# Offline evaluation summary", "",
-        f"- bundle: `{meta.get('bundle_version', '?')}` ({meta.get('bundle_dir', '?')})",
-        f"- data: `{meta.get('data_dir', '?')}`; window {meta.get('window_start')} .. "
-        f"{meta.get('window_end') or 'end of data'}",
-        f"- users: {meta['users']:,} ({meta['returning_share']:.0%} returning); "
-        f"{int(100 * (1 - meta['alpha']))}% bootstrap CIs over users "
+        "# Backtest summary", "", f"**{verdict}**", "",
+        _backtest_line(meta),
+        f"- data: `{meta.get('data_dir', '?')}`",
+        f"- {int(100 * (1 - meta['alpha']))}% bootstrap CIs over shoppers "
         f"({meta['n_resamples']} resamples, seed {meta['seed']})",
     ]
     if against:
         lines.append(f"- differences are paired bootstrap tests against `{against}`; "
                      "**n.s.** = not significant")
-    lines += ["", "| model | " + " | ".join(cols) + " |",
+    lines += ["", "The `for_you` surface (scored on every purchase after the cutoff):",
+              "", "| model | " + " | ".join(cols) + " |",
               "|---|" + "---|" * len(cols)]
     for name, values in report["headline"].items():
         cells = []

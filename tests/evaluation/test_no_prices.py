@@ -56,7 +56,7 @@ def test_report_without_prices(unpriced_folds: list, unpriced_shop: Path,
     assert "lift" in lifts["ndcg@10"] and lifts["revenue_per_rec@10"] == {"note": "no prices"}
     assert data["verdict"]["sentence"].startswith("Best model by NDCG@10")
     summary = (tmp_path / "summary.md").read_text()
-    assert NO_PRICES in summary
+    assert NO_PRICES in summary and data["verdict"]["sentence"] in summary
     assert NO_PRICES in (tmp_path / "report.html").read_text()
 
 
