@@ -142,6 +142,9 @@ def from_pairs(ids: np.ndarray, scores: np.ndarray, mask: np.ndarray, k: int,
                via: np.ndarray | None = None) -> SourceResult:
     """Top-k of sparse (id, score) pairs among eligible items."""
     ok = mask[ids]
+    if 0 < k < ok.sum() // 2:   # sort only the pairs at or above the k-th best score
+        kth = np.partition(scores[ok], ok.sum() - k)[ok.sum() - k]
+        ok &= scores >= kth
     ids, scores = ids[ok], scores[ok]
     via = via[ok] if via is not None else None
     order = np.lexsort((ids, -scores))[:k]

@@ -31,13 +31,17 @@ class NewArrivalsSource(Source):
         first = parts.catalog.first_seen
         dated = np.flatnonzero(first > NO_TIME)
         self.order = dated[np.argsort(-first[dated], kind="stable")]
+        self._newest_first = -first[self.order]     # ascending, for a binary search
 
     def propose(self, query: Query, k: int) -> SourceResult:
         now = query.ctx.now
         if now is None or k <= 0 or len(self.order) == 0:
             return SourceResult.empty()
         first = self.parts.catalog.first_seen
-        recent = self.order[first[self.order] >= now - self.config.days * DAY]
+        # the launched-lately prefix of the newest-first order (a comparison over the whole
+        # catalog cost 0.6 ms a request at 100k items)
+        n = np.searchsorted(self._newest_first, -(now - self.config.days * DAY), side="right")
+        recent = self.order[:n]
         ids = first_allowed(recent, query.mask, k)        # launched in the future: masked
         age_days = (now - first[ids]) / DAY
         return SourceResult(ids.astype(np.int64), (1.0 / (1.0 + age_days)).astype(np.float32))
