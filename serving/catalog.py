@@ -51,7 +51,14 @@ def changes_frame(changes: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def check_changes(rec: HybridRecommender, changes: Sequence[Mapping[str, Any]]) -> None:
-    """DataError naming the bad value if ``changes`` cannot be applied to ``rec``'s catalog."""
+    """DataError naming the bad value if ``changes`` cannot be applied to ``rec``'s catalog
+    (an item twice in one change is ambiguous: refused)."""
+    seen: set[str] = set()
+    for change in changes:
+        item = str(change[C.ITEM_ID])
+        if item in seen:
+            raise DataError(f"catalog changes: item_id {item!r} twice in one change")
+        seen.add(item)
     merged_table(rec.catalog, changes_frame(changes))
 
 
