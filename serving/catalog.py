@@ -76,9 +76,10 @@ def updated(rec: HybridRecommender, records: Sequence[ControlRecord]) -> HybridR
     logging) a record that does not apply, so one bad record never blocks the others."""
     try:
         return rec.update_catalog(changes_frame(_changes(records)))
-    except DataError as exc:
+    except Exception as exc:  # DataError, or a failure the checks did not foresee
         if len(records) == 1:
-            log.error("catalog record #%d not applied: %s", records[0].id, exc)
+            log.error("catalog record #%d not applied: %s: %s", records[0].id,
+                      type(exc).__name__, exc)
             return rec
     for record in records:
         rec = updated(rec, [record])

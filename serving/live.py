@@ -155,12 +155,14 @@ class LiveState:
 
 def request_events(live: LiveState, user_id: str | None, session_id: str | None
                    ) -> tuple[tuple[LiveEvent, ...], tuple[LiveEvent, ...]]:
-    """(events for the history, events of the current session): the user's events plus the
-    session's not already among them; without a user, the session's."""
+    """(events for the history, the session's events): the user's events plus the session's
+    not already among them (without a user, the session's), and the session's own."""
     mine = live.user_events(user_id)
     session = live.session_events(session_id)
     if not session:
-        return mine, mine
+        return mine, ()
+    if not mine:
+        return session, session
     seen = {e.event_id for e in mine}
     merged = tuple(sorted((*mine, *(e for e in session if e.event_id not in seen)),
                           key=lambda e: e.time))

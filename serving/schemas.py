@@ -221,6 +221,12 @@ Title = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE, pat
 Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION, pattern=NO_NUL)]
 Flag = Annotated[bool, Field(strict=True)]
+# The catalog keeps ids stripped (Python's str.strip), so an id with a blank at either end would
+# become another id: refused. The blanks are spelt out, as regex flavours disagree on "\s".
+_EDGE = (r"[^\x00\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+         r"\u3000]")
+CatalogId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT,
+                                             pattern=f"^{_EDGE}([^\\x00]*{_EDGE})?$")]
 
 
 class ItemChangeIn(RequestModel):
@@ -232,7 +238,7 @@ class ItemChangeIn(RequestModel):
         "brand": "Brilozal", "price": 9.5, "description": "350 ml, dishwasher safe",
         "in_stock": True}]})
 
-    item_id: Id
+    item_id: CatalogId = Field(description="no blank at either end")
     title: Title | None = None
     category: Category | None = None
     brand: Category | None = None

@@ -97,9 +97,10 @@ def with_live(state: ServingState, rec: HybridRecommender, body: RecommendationR
     sent = body.context.model_fields_set
     if "cart" in sent and "recent_views" in sent:
         return request, history
-    if session and body.session_id is not None and state.live.session_events(body.session_id):
+    if session:
         since = None        # the session's events are the session, whatever their age
-    else:
+    else:                   # a user's: their recent ones
+        session = events
         since = int((time.time() if now is None else now) - state.settings.live.session_window_s)
     limits = state.settings.limits
     ctx = live_context(session, since=since, before=now, max_cart=limits.max_cart,
