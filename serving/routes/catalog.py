@@ -22,7 +22,6 @@ from serving.auth import require_write
 from serving.deps import StateDep
 from serving.schemas import (
     MAX_TEXT,
-    NO_NUL,
     CatalogChangesIn,
     CatalogChangesOut,
     CatalogItemOut,
@@ -31,7 +30,8 @@ from serving.settings import DEFAULT_BUNDLE
 from serving.state import ServingState
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
-ItemId = Annotated[str, PathParam(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
+# as GET /v1/items/{item_id}/similar: an id the catalog does not hold is a 404
+ItemId = Annotated[str, PathParam(min_length=1, max_length=MAX_TEXT)]
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "a bad value (unknown field, negative or non-finite price, empty id, "
                          "an item twice, over max_batch...), named; nothing is stored"}}
