@@ -39,16 +39,6 @@ def _cmd_validate(args: argparse.Namespace) -> None:
     print(f"valid: {args.directory} (report: {report})")
 
 
-def _cmd_split(args: argparse.Namespace) -> None:
-    from pipelines.prepare import print_lines, split_dir
-    from recsys.config import load_train_config
-    from recsys.data.split import summary_lines
-
-    config = load_train_config(args.config).split
-    summary = split_dir(args.directory, config, summary_path=args.out)
-    print_lines(summary_lines(summary))
-
-
 def _cmd_prepare(args: argparse.Namespace) -> None:
     from pipelines.prepare_events import prepare_command
 
@@ -139,6 +129,24 @@ def _cmd_events(args: argparse.Namespace) -> None:
           "(DELETE /v1/users/{id}) does not reach it: delete or re-export it after erasures")
 
 
+def _cmd_models(args: argparse.Namespace) -> None:
+    from pipelines.models import models_command
+
+    models_command(args)
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from pipelines.retrain import retrain_command
+
+    return retrain_command(args)
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from pipelines.monitor import monitor_command
+
+    return monitor_command(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
@@ -160,14 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("demo", _cmd_demo, "the whole product on the built-in synthetic shop: generate, "
-            "validate, split, train, evaluate (HTML report), serve with an A/B experiment")
+            "validate, evaluate (a backtest, HTML report), train, serve with an A/B experiment")
     p.add_argument("--out", default="runs/demo", help="working directory (default: runs/demo)")
     p.add_argument("--users", type=int, default=3000)
     p.add_argument("--items", type=int, default=1500)
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-serve", dest="serve", action="store_false",
-                   help="stop after the evaluation report instead of serving")
+                   help="stop after training the served bundle instead of serving")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--simulate", type=int, default=0, metavar="USERS",
@@ -200,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.cli_args import add_evaluate_arguments, add_gate_arguments
     from pipelines.serve import add_arguments as serve_arguments
 
-    p = add("evaluate", _cmd_evaluate, "offline evaluation report: hybrid vs baselines on the "
-            "test split, with intervals, segments and an HTML report")
+    p = add("evaluate", _cmd_evaluate, "backtest: fit before a cutoff, recommend at it, score "
+            "what shoppers bought after; hybrid vs the strong simple baselines, with intervals, "
+            "segments and an HTML report")
     add_evaluate_arguments(p)
 
     p = add("gate", _cmd_gate, "deployment gate: pass (exit 0) or fail (exit 1) a candidate "
@@ -233,15 +242,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "var/events.db) or a postgresql:// URL")
     e.add_argument("--out", required=True, help="directory for events.parquet")
 
+    from pipelines.models import add_arguments as models_arguments
+    from pipelines.monitor import add_arguments as monitor_arguments
+    from pipelines.retrain import add_arguments as retrain_arguments
+
+    p = add("models", _cmd_models, "the model registry: list versions, register a bundle, "
+            "promote a version to champion, roll back to the previous champion")
+    models_arguments(p)
+
+    p = add("retrain", _cmd_retrain, "train a candidate on the original data plus the event "
+            "store's events, gate it against the champion, register it, promote it on a pass "
+            "(once, or every INTERVAL as a long-lived loop)")
+    retrain_arguments(p)
+
+    p = add("monitor", _cmd_monitor, "drift and health of live traffic against the training "
+            "snapshot: JSON and an HTML report with plots (exit 1 when an alert fires)")
+    monitor_arguments(p)
+
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")
     p.add_argument("--report", help="where to save the JSON report (default: DIR/validation.json)")
     p.add_argument("--now", help="drop events after this time (default: the current time)")
-
-    p = add("split", _cmd_split, "chronological train/valid/test split; prints and saves a summary")
-    p.add_argument("directory", help="dataset directory")
-    p.add_argument("--config", help="pipeline TOML (its [split] section; default 0.70/0.15/0.15)")
-    p.add_argument("--out", help="where to save the JSON summary (default: DIR/split.json)")
 
     from pipelines.prepare_events import add_arguments as prepare_arguments
 

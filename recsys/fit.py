@@ -6,8 +6,9 @@
    holdout's start and inside its sessions, candidates and features from that recommender,
    labels from what the shoppers did next (:mod:`recsys.ranker_data`).
 2. **Served parts.** Every first-stage part is fitted again on all events, through the last one,
-   with the iterations the holdout chose; the per-user history holds every event. The rankers
-   from step 1 serve over these parts.
+   with the iterations the holdout chose (the content model continues the holdout's encoder
+   for ``[content] refit_epochs`` instead of starting again); the per-user history holds every
+   event. The rankers from step 1 serve over these parts.
 
 :meth:`HybridRecommender.fit <recsys.recommender.HybridRecommender.fit>` is the entry point;
 the manifest records the holdout metrics and the span each part was fitted on.
@@ -77,8 +78,10 @@ class FirstStage:
 
 def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConfig,
                     valid_events: pd.DataFrame | None, say: Log, timings: dict[str, float],
-                    stage: str, progress: bool = False) -> FirstStage:
-    """Every first-stage part on ``events``; with ``valid_events``, early stopping on them."""
+                    stage: str, progress: bool = False, start: FirstStage | None = None
+                    ) -> FirstStage:
+    """Every first-stage part on ``events``; with ``valid_events``, early stopping on them.
+    ``start``: the content model continues from that stage's (``[content] refit_epochs``)."""
     train = prepare_training(events, items, config.interactions)
     valid: ValidationData | None = None
     if valid_events is not None:
@@ -92,9 +95,14 @@ def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConf
     content = config.content.model_copy(update={"progress": config.content.progress and progress})
     models: dict[str, Model] = {"popularity": PopularityModel(config.popularity),
                                 "als": MFModel(config.mf), "content": ContentModel(content)}
+    warm = (start.models["content"] if start is not None and config.content.refit_epochs
+            else None)
     for name, model in models.items():
         t = time.perf_counter()
-        model.fit(train, valid)
+        if isinstance(model, ContentModel) and isinstance(warm, ContentModel):
+            model.fit(train, valid, start=warm)
+        else:
+            model.fit(train, valid)
         timings[f"{stage}_{name}"] = round(time.perf_counter() - t, 2)
     mf, cm, popularity = models["als"], models["content"], models["popularity"]
     assert isinstance(mf, MFModel) and isinstance(cm, ContentModel)
@@ -112,6 +120,12 @@ def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConf
     for name, info in infos.items():
         m = info.valid_metrics
         say(f"{stage} {name}: ndcg@10={m['ndcg@10']:.4f} recall@20={m['recall@20']:.4f}")
+    if cm.vocab_ is not None:
+        used = cm.vocab_.inputs()
+        absent = [n.replace("_", " ") for n, v in used.items() if not v]
+        say(f"{stage} content model inputs: "
+            + ", ".join(f"{v:,} {n.replace('_', ' ')}" for n, v in used.items())
+            + (f" (nothing learned from {', '.join(absent)})" if absent else ""))
     return FirstStage(train, models, parts, sources, _span(events), infos)
 
 
@@ -132,12 +146,18 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
     t = time.perf_counter()
     windows = [(past.recommender(history, config), late, start)]
     length, end = events[C.TIMESTAMP].max() - start, start
+    ts = events[C.TIMESTAMP]
+    asked = returning_shoppers(events, start, ts.max())
     for k in range(1, config.ranker_windows):   # as long, just before: parts fitted before it
+        if asked >= config.ranker_min_queries:
+            break
         begin = end - length
-        ts = events[C.TIMESTAMP]
         if (ts < begin).sum() < len(events) * config.holdout:
             say(f"ranker window {k + 1}: too few events before {begin}; not used")
             break
+        say(f"ranker window {k + 1} from {begin}: the later windows ask {asked:,} shoppers "
+            f"(fewer than ranker_min_queries = {config.ranker_min_queries:,})")
+        asked += returning_shoppers(events, begin, end)
         older = fit_first_stage(events[ts < begin], dataset.items, refit_config(config, past),
                                 None, say, timings, f"window{k + 1}")
         windows.append((older.recommender(history, config),
@@ -147,8 +167,8 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
     timings["rankers"] = round(time.perf_counter() - t, 2)
     final = past
     if config.refit:
-        final = fit_first_stage(events, dataset.items, refit_config(config, past), None, say,
-                                timings, "refit", progress)
+        final = fit_first_stage(events, dataset.items, refit_config(config, past, continues=True),
+                                None, say, timings, "refit", progress, start=past)
     rec = final.recommender(history, config, rankers)
     rec.profile = profile
     timings["total"] = round(time.perf_counter() - started, 2)
@@ -207,15 +227,27 @@ def _fit_ranker(ds: RankerDataset, config: TrainConfig, names: list[str]) -> Ran
     return Ranker(config.hybrid.ranker).fit(ds.features, ds.labels, ds.groups, names, holdout)
 
 
-def refit_config(config: TrainConfig, past: FirstStage) -> TrainConfig:
-    """The config for the served parts: the iterations early stopping chose on the holdout."""
+def returning_shoppers(events: pd.DataFrame, begin: pd.Timestamp, end: pd.Timestamp) -> int:
+    """Shoppers active in [begin, end] with an event before ``begin``: the horizon queries a
+    window gives the rankers."""
+    ts, users = events[C.TIMESTAMP], events[C.USER_ID]
+    inside = pd.unique(users[(ts >= begin) & (ts <= end)])
+    return int(pd.Index(inside).isin(pd.unique(users[ts < begin])).sum())
+
+
+def refit_config(config: TrainConfig, past: FirstStage, *, continues: bool = False
+                 ) -> TrainConfig:
+    """The config for parts fitted again: the iterations early stopping chose on the holdout
+    (a content model that ``continues`` the holdout's: ``[content] refit_epochs``)."""
     mf, content = past.models["als"], past.models["content"]
     assert isinstance(mf, MFModel) and isinstance(content, ContentModel)
+    epochs = content.best_epoch_ or config.content.epochs
+    if continues and config.content.refit_epochs:
+        epochs = config.content.refit_epochs
     return config.model_copy(update={
         "mf": config.mf.model_copy(update={"iterations": mf.best_iteration_ or
                                            config.mf.iterations}),
-        "content": config.content.model_copy(update={"epochs": content.best_epoch_ or
-                                                     config.content.epochs})})
+        "content": config.content.model_copy(update={"epochs": epochs})})
 
 
 def holdout_start(events: pd.DataFrame, share: float) -> pd.Timestamp:
@@ -252,8 +284,10 @@ def _model_info(model: Model, valid: ValidationData) -> ModelInfo:
     """NDCG@10 and recall@20 on the holdout users, the same way for every model."""
     metrics = {k: round(v, 5) for k, v in model.validation_metrics(valid).items()}
     best = getattr(model, "best_iteration_", getattr(model, "best_epoch_", None))
+    inputs = model.vocab_.inputs() if isinstance(model, ContentModel) and model.vocab_ else {}
     return ModelInfo(kind=model.name, valid_metrics=metrics,
-                     curve=list(getattr(model, "history_", [])), best_iteration=best)
+                     curve=list(getattr(model, "history_", [])), best_iteration=best,
+                     inputs=inputs)
 
 
 def type_weights(config: TrainConfig) -> np.ndarray:

@@ -55,6 +55,9 @@ class ModelInfo(_Record):
     valid_metrics: dict[str, float] = Field(default_factory=dict)
     curve: list[dict[str, Any]] = Field(default_factory=list)
     best_iteration: int | None = None
+    # what the model learned from (the content model: distinct categories, brands, price bins
+    # and words of the catalog)
+    inputs: dict[str, int] = Field(default_factory=dict)
 
 
 class RankerInfo(_Record):

@@ -28,10 +28,12 @@ from serving.guardrails import GuardrailMonitor
 from serving.live import LiveState
 from serving.metrics import Metrics
 from serving.privacy import Erased, ErasureTracker
-from serving.settings import ROLES, ServingSettings
+from serving.settings import DEFAULT_BUNDLE, ROLES, ServingSettings
 
 if TYPE_CHECKING:
+    from serving.champion import ChampionFollower
     from serving.live_sync import LiveSync
+    from serving.monitoring import Monitor
     from serving.replicas import ControlSync
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,8 @@ class ServingState:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.control: ControlSync | None = None   # set by serving.app (serving.replicas)
+        self.champion: ChampionFollower | None = None   # serving.app, with a registry
+        self.monitor: Monitor | None = None    # serving.app, unless monitoring is off
         live = settings.live
         # the events stored since the bundles were trained, per shopper (serving.live)
         self.live = LiveState(max_shoppers=live.max_shoppers, max_sessions=live.max_sessions,
@@ -138,6 +142,8 @@ class ServingState:
             old = self.bundles[new.name]
             self.bundles[new.name] = new      # one assignment: atomic for readers
         self.metrics.set_model(new.name, new.version, previous=old.version)
+        if self.monitor is not None and new.name == DEFAULT_BUNDLE:
+            self.monitor.set_bundle(new)
         return old
 
     def erase_user(self, user_id: str) -> tuple[dict[str, int], dict[str, Erased]]:
@@ -190,6 +196,10 @@ class ServingState:
         self._stop.set()
         if self.control is not None:
             self.control.stop()
+        if self.champion is not None:
+            self.champion.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
         if self.live_sync is not None:
             self.live_sync.stop()
         if self._poller is not None:

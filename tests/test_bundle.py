@@ -6,9 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipelines.cli import main
+from recsys import columns as C
 from recsys.errors import BundleError
 from recsys.manifest import SCHEMA_VERSION, read_manifest
 from recsys.recommender import HybridRecommender, Request
@@ -150,3 +152,16 @@ def test_serving_a_bundle_never_imports_torch(tiny_bundle: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_purchase_at_the_last_instant_shows_in_buy_again(tiny_shop: Path,
+                                                            tiny_bundle: Path) -> None:
+    # the served bundle learns from every event: the data's last purchase is in buy-again
+    events = pd.read_parquet(tiny_shop / "events.parquet")
+    bought = events[events[C.EVENT_TYPE] == C.PURCHASE]
+    last = bought.loc[bought[C.TIMESTAMP].idxmax()]
+    assert last[C.TIMESTAMP] == events[C.TIMESTAMP].max() or (
+        events[C.TIMESTAMP] > last[C.TIMESTAMP]).sum() < 50, "fixture: a purchase near the end"
+    rec = HybridRecommender.load(tiny_bundle)
+    again = rec.recommend(Request(user_id=str(last[C.USER_ID]), k=100, surface="buy_again"))
+    assert str(last[C.ITEM_ID]) in [item.item_id for item in again.items]

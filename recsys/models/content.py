@@ -69,6 +69,9 @@ class ContentConfig(StrictModel):
     max_pairs_per_epoch: int = Field(default=50_000, ge=1)  # caps epoch time on big data
     # on Online Retail recall@20 still creeps up at 20; 15 keeps the full fit near 30 s
     epochs: int = Field(default=15, ge=1)
+    # the served model (fitted on every event) continues the holdout's best encoder for this
+    # many epochs; unset: it trains again from random weights for the holdout's best epoch count
+    refit_epochs: int | None = Field(default=3, ge=1)
     # epochs without a better valid recall@20 before stopping (the best epoch is restored)
     patience: int = Field(default=3, ge=1)
     lr: float = Field(default=3e-3, gt=0)
@@ -136,11 +139,20 @@ class ContentModel(VectorModel):
         assert self.item_embeddings_ is not None
         return int(self.item_embeddings_.shape[0])
 
-    def fit(self, data: TrainingData, valid: ValidationData | None = None) -> Self:
-        """Learn the item encoder; early-stop on ``valid`` recall@20 and keep the best epoch."""
-        from recsys.models.content_train import train_content
+    def fit(self, data: TrainingData, valid: ValidationData | None = None, *,
+            start: ContentModel | None = None) -> Self:
+        """Learn the item encoder; early-stop on ``valid`` recall@20 and keep the best epoch.
+        ``start``: a fitted model to continue from (its vocabulary and weights) instead of
+        random weights."""
+        from recsys.models.content_train import TrainedEncoder, train_content
 
-        trained = train_content(self.config, data, valid)
+        begin = None
+        if start is not None:
+            start._check_fitted("item_embeddings_")
+            assert start.vocab_ is not None and start.features_ is not None
+            begin = TrainedEncoder(start.vocab_, start.features_, start.encoder(),
+                                   start.item_vectors(), [], start.best_epoch_ or 0, {})
+        trained = train_content(self.config, data, valid, begin)
         self.vocab_, self.features_ = trained.vocab, trained.features
         self._encoder, self._state_path = trained.encoder, None
         self.item_embeddings_ = trained.embeddings

@@ -9,6 +9,7 @@ uniformly drawn catalog items. Early stopping watches recall@20 on a
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from tqdm.auto import trange
 from recsys.errors import DataError
 from recsys.metrics import ndcg_at_k, recall_at_k
 from recsys.models.base import TrainingData, ValidationData, top_k
-from recsys.models.content import NDCG, RECALL, ContentConfig, cosine_scores, user_vectors_from
+from recsys.models.content import NDCG, RECALL, ContentConfig, user_vectors_from
 from recsys.models.content_encoder import ItemEncoder, tensors
 from recsys.models.content_vocab import ItemFeatures, ItemVocab
 from recsys.threads import apply_to_torch, set_thread_policy
@@ -46,9 +47,10 @@ def new_encoder(c: ContentConfig, vocab: ItemVocab) -> ItemEncoder:
                        dropout=c.dropout)
 
 
-def train_content(c: ContentConfig, data: TrainingData, valid: ValidationData | None
-                  ) -> TrainedEncoder:
-    """Learn the item encoder; early-stop on ``valid`` recall@20 and keep the best epoch."""
+def train_content(c: ContentConfig, data: TrainingData, valid: ValidationData | None,
+                  start: TrainedEncoder | None = None) -> TrainedEncoder:
+    """Learn the item encoder; early-stop on ``valid`` recall@20 and keep the best epoch.
+    ``start``: continue from that encoder (its vocabulary, a copy of its weights)."""
     if len(data.item_table) != len(data.items) or data.matrix.shape[1] != len(data.items):
         raise DataError(f"item_table has {len(data.item_table)} rows and the matrix "
                         f"{data.matrix.shape[1]} columns (expected {len(data.items)} items)")
@@ -62,11 +64,14 @@ def train_content(c: ContentConfig, data: TrainingData, valid: ValidationData | 
     torch.set_num_threads(c.threads or policy_threads)
     try:
         torch.manual_seed(c.seed)
-        vocab = ItemVocab.fit(data.item_table, n_price_bins=c.n_price_bins,
-                              min_count=c.min_token_count, max_vocab=c.max_vocab,
-                              max_tokens=c.max_tokens)
+        if start is None:
+            vocab = ItemVocab.fit(data.item_table, n_price_bins=c.n_price_bins,
+                                  min_count=c.min_token_count, max_vocab=c.max_vocab,
+                                  max_tokens=c.max_tokens)
+            encoder = new_encoder(c, vocab)
+        else:
+            vocab, encoder = start.vocab, copy.deepcopy(start.encoder)
         features = vocab.transform(data.item_table)
-        encoder = new_encoder(c, vocab)
         use_valid = valid if valid is not None and len(valid.userids) else None
         history, best_epoch = _train(c, encoder, features, sampler, use_valid)
         embeddings = encoder.embed(features)
@@ -192,7 +197,8 @@ def _evaluate(item_embeddings: np.ndarray, valid: ValidationData,
     recs = []
     for s in range(0, len(valid.userids), chunk):
         seen = valid.history[valid.userids[s:s + chunk]]
-        scores = cosine_scores(user_vectors_from(item_embeddings, seen), item_embeddings)
+        # float32: early stopping compares epochs, it needs no batch-independent ties
+        scores = user_vectors_from(item_embeddings, seen) @ item_embeddings.T
         coo = seen.tocoo()
         scores[coo.row, coo.col] = -np.inf
         recs.append(top_k(scores, 20)[0])

@@ -94,6 +94,14 @@ class ItemVocab:
             max_tokens=max_tokens,
         )
 
+    def inputs(self) -> dict[str, int]:
+        """What the catalog gave the model: distinct categories and brands, price bins, words
+        (0: that input is absent or the same for every item, so nothing is learned from it)."""
+        categories = set(self.categories[1:].tolist()) - {C.UNKNOWN_CATEGORY}
+        return {"categories": len(categories), "brands": len(self.brands) - 1,
+                "price_bins": len(self.price_edges) + 1 if len(self.price_edges) else 0,
+                "words": len(self.words) - 1}
+
     @property
     def n_price_bins(self) -> int:
         return len(self.price_edges) + 2  # the bins between edges, plus one for unknown price

@@ -45,6 +45,10 @@ class RankerConfig(StrictModel):
     feature_fraction: float = Field(0.9, gt=0, le=1)
     max_rounds: int = Field(500, ge=1)
     early_stopping_rounds: int = Field(30, ge=1)
+    # negatives kept per training query at most, a seeded random sample (every positive is
+    # kept): LambdaMART learns the order from the pairs a query has, and most candidates of a
+    # 200-item pool are negatives; bounds the rows, so training time, on big shops
+    negatives: int | None = Field(50, ge=1)
     holdout_share: float = Field(0.2, gt=0, lt=1)   # queries (shoppers) early stopping watches
     # then train again on every query for the rounds early stopping chose (the held-out
     # shoppers are data too)
@@ -67,6 +71,29 @@ class RankerConfig(StrictModel):
     def grade_by_type(self) -> np.ndarray:
         """Grade per event type code (``columns.EVENT_TYPES`` order)."""
         return np.array([self.grades.get(t, 0) for t in C.EVENT_TYPES], dtype=np.int32)
+
+
+def sample_negatives(labels: np.ndarray, groups: np.ndarray, keep: int | None,
+                     seed: int) -> np.ndarray:
+    """Rows to learn from (bool): every positive, and per query at most ``keep`` negatives
+    drawn at random (seeded); ``keep=None``: every row."""
+    if keep is None:
+        return np.ones(len(labels), dtype=bool)
+    query = np.repeat(np.arange(len(groups)), groups)
+    negative = np.flatnonzero(labels == 0)
+    draw = np.random.default_rng(seed).random(len(negative))
+    order = negative[np.lexsort((draw, query[negative]))]      # by query, shuffled within
+    q = query[order]
+    first = np.r_[0, np.flatnonzero(q[1:] != q[:-1]) + 1]
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    kept = labels != 0
+    kept[order[rank < keep]] = True
+    return kept
+
+
+def _sizes(query: np.ndarray, holdout: np.ndarray, side: bool) -> np.ndarray:
+    """Group sizes of the queries on one side of ``holdout``, from the rows' query numbers."""
+    return np.bincount(query, minlength=len(holdout))[holdout == side]
 
 
 class Ranker:
@@ -96,6 +123,7 @@ class Ranker:
             holdout = np.zeros(len(groups), dtype=bool)
             holdout[-1] = True
         rows = np.repeat(holdout, groups)
+        kept = sample_negatives(labels, groups, cfg.negatives, cfg.seed)
         params = {
             "objective": "lambdarank", "metric": "ndcg", "eval_at": [cfg.eval_at],
             "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate,
@@ -105,23 +133,28 @@ class Ranker:
             "seed": cfg.seed, "deterministic": True, "num_threads": 1, "verbose": -1,
             "label_gain": list(cfg.label_gain),
         }
-        train = lgb.Dataset(features[~rows], labels[~rows], group=groups[~holdout],
+        query = np.repeat(np.arange(len(groups)), groups)
+        learn = kept & ~rows      # early stopping watches the held-out queries' full pools
+        train = lgb.Dataset(features[learn], labels[learn],
+                            group=_sizes(query[learn], holdout, False),
                             feature_name=feature_names, free_raw_data=False)
         hold = lgb.Dataset(features[rows], labels[rows], group=groups[holdout],
                            reference=train)
         record: dict[str, Any] = {}
         self.booster_ = lgb.train(
-            params, train, num_boost_round=cfg.max_rounds, valid_sets=[train, hold],
-            valid_names=["train", "holdout"],
+            params, train, num_boost_round=cfg.max_rounds, valid_sets=[hold],
+            valid_names=["holdout"],
             callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False),
                        lgb.record_evaluation(record)])
         key = f"ndcg@{cfg.eval_at}"
-        self.history_ = [{"iteration": i + 1, f"train_{key}": float(a), f"valid_{key}": float(b)}
-                         for i, (a, b) in enumerate(zip(record["train"][key],
-                                                        record["holdout"][key], strict=True))]
+        # the holdout only (NDCG over the training rows each round is time spent on nothing)
+        self.history_ = [{"iteration": i + 1, f"valid_{key}": float(b)}
+                         for i, b in enumerate(record["holdout"][key])]
         self.best_iteration_ = int(self.booster_.best_iteration or len(self.history_))
         if cfg.refit_all:   # the rounds early stopping chose, learned again from every query
-            every = lgb.Dataset(features, labels, group=groups, feature_name=feature_names)
+            every = lgb.Dataset(features[kept], labels[kept],
+                                group=np.bincount(query[kept], minlength=len(groups)),
+                                feature_name=feature_names)
             self.booster_ = lgb.train(params, every, num_boost_round=self.best_iteration_)
         self.feature_names_ = list(feature_names)
         self._leaf_values = None

@@ -7,8 +7,10 @@ follow the candidate pool's columns, two ranker features each (``NAME_score``, `
 the reasons, and one baseline pipeline each (the source alone, ranked by its own score).
 
 Sources today: ``cf`` (ALS), ``content`` (content profile), ``i2i_cf`` / ``i2i_content``
-(near the cart, current item and recent views), ``copurchase`` (bought together), ``buyagain``
-(the user's own purchases), ``popular``, ``trending`` and ``popular_cat``.
+(near the cart, current item and recent views), ``copurchase`` (bought together), ``itemknn``
+(item-kNN), ``repeat`` (the user's own purchases, always in the pool), ``ppop`` (P-Pop/G-Pop),
+``tifu`` (TIFU-KNN), ``popular``, ``trending``, ``seasonal``, ``popular_cat`` and
+``new_arrivals``.
 """
 
 from __future__ import annotations

@@ -200,3 +200,32 @@ def test_needs_some_history() -> None:
                            C.TIMESTAMP: START, C.EVENT_TYPE: C.PURCHASE})
     with pytest.raises(DataError, match="2 or more items"):
         ContentModel(**FAST).fit(build_training(events, items))
+
+
+def test_continues_from_a_fitted_model_without_changing_it(shop, fitted: ContentModel) -> None:
+    # the served model continues the holdout's encoder: a step on from the fitted weights keeps
+    # their embeddings nearly as they were; a step from random weights is far from them
+    data, _, _ = shop
+    before = fitted.item_embeddings_.copy()
+    one = {**FAST, "epochs": 1, "max_pairs_per_epoch": 128}   # one step
+    continued = ContentModel(ContentConfig(**one)).fit(data, start=fitted)
+    fresh = ContentModel(ContentConfig(**one)).fit(data)
+    np.testing.assert_array_equal(fitted.item_embeddings_, before)
+    assert continued.vocab_ is fitted.vocab_
+    assert not np.array_equal(continued.item_embeddings_, before)
+    kept = np.mean(np.sum(continued.item_embeddings_ * before, axis=1))
+    anew = np.mean(np.sum(fresh.item_embeddings_ * before, axis=1))
+    assert kept > 0.9 > anew, (kept, anew)
+
+
+def test_says_what_the_catalog_gave_it() -> None:
+    from recsys.models.content_vocab import ItemVocab
+
+    items = pd.DataFrame({C.ITEM_ID: ["a", "b", "c", "d"], C.TITLE: ["red mug", "red cup",
+                                                                     "c", "d"],
+                          C.CATEGORY: ["unknown"] * 4, C.PRICE: [1.0, 2.0, np.nan, 4.0]})
+    used = ItemVocab.fit(items, n_price_bins=2).inputs()
+    assert used == {"categories": 0, "brands": 0, "price_bins": 2, "words": 1}
+    barcodes = items.assign(**{C.TITLE: items[C.ITEM_ID], C.PRICE: np.nan})
+    assert ItemVocab.fit(barcodes).inputs()["words"] == 0
+    assert ItemVocab.fit(barcodes).inputs()["price_bins"] == 0

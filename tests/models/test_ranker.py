@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recsys.errors import DataError, NotFittedError
-from recsys.models.ranker import Ranker, RankerConfig
+from recsys.models.ranker import Ranker, RankerConfig, sample_negatives
 
 
 def data(seed: int = 0, queries: int = 300, per: int = 30) -> tuple[np.ndarray, ...]:
@@ -64,3 +64,19 @@ def test_errors() -> None:
     x, y, _ = data()
     with pytest.raises(DataError, match="at least 2"):
         Ranker().fit(x[:30], y[:30], np.array([30]), [f"f{i}" for i in range(6)])
+
+
+def test_sample_negatives_keeps_every_positive_and_at_most_keep_negatives_per_query() -> None:
+    rng = np.random.default_rng(3)
+    groups = np.array([5, 200, 40, 1, 120])
+    labels = rng.choice([0, 0, 0, 0, 1, 4], size=groups.sum()).astype(np.int32)
+    labels[5 + 3] = 0
+    kept = sample_negatives(labels, groups, 30, seed=1)
+    query = np.repeat(np.arange(len(groups)), groups)
+    assert kept[labels > 0].all()
+    negatives_kept = np.bincount(query[kept & (labels == 0)], minlength=len(groups))
+    negatives = np.bincount(query[labels == 0], minlength=len(groups))
+    assert (negatives_kept == np.minimum(negatives, 30)).all()
+    assert (kept == sample_negatives(labels, groups, 30, seed=1)).all()
+    assert not (kept == sample_negatives(labels, groups, 30, seed=2)).all()
+    assert sample_negatives(labels, groups, None, seed=1).all()
