@@ -28,12 +28,14 @@ from serving.event_store import EventStore, is_postgres_url, open_store
 from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.health import ServedWindow
+from serving.live_sync import LiveSync
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.monitoring import Monitor
 from serving.openapi import install_openapi
 from serving.replicas import BundleSource, ControlSync, startup_paths
 from serving.routes import (
     admin,
+    catalog,
     dashboard,
     dashboard_page,
     events,
@@ -107,6 +109,12 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
     state.control = ControlSync(state, last_control)
     if settings.registry is not None:
         state.champion = ChampionFollower(state, settings.registry)
+    state.live_sync = LiveSync(state)
+    try:
+        state.live_sync.rebuild()
+    except BaseException:
+        state.close()
+        raise
     return state
 
 
@@ -135,6 +143,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
             state.monitor = monitor
             monitor.set_bundle(state.bundles[DEFAULT_BUNDLE])
             monitor.start(state)
+        if state.live_sync is not None:
+            state.live_sync.start(settings.live.poll_s)
         settle_heap()
         metrics.start()
         state.ready = True
@@ -156,8 +166,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
     if monitor is not None:
         metrics.watch_monitor(monitor)
     errors.install(app)
-    for module in (recommendations, events, experiments, admin, health, monitoring, dashboard,
-                   dashboard_page):
+    for module in (recommendations, events, catalog, experiments, admin, health, monitoring,
+                   dashboard, dashboard_page):
         app.include_router(module.router)
     install_openapi(app, settings.limits)
     # the last added is outermost: metrics see every answer, 413s included; sizes are checked
@@ -167,7 +177,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
                        guarded_path=recommendations.RECOMMENDATIONS_PATH, served=served)
     if settings.cors.allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors.allow_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Content-Type", KEY_HEADER], max_age=600)
     return app
 
