@@ -32,6 +32,7 @@ from serving.live_sync import LiveSync
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.monitoring import Monitor
 from serving.openapi import install_openapi
+from serving.query_params import SingleQueryValues
 from serving.replicas import BundleSource, ControlSync, startup_paths
 from serving.routes import (
     admin,
@@ -171,8 +172,10 @@ def create_app(settings: ServingSettings) -> FastAPI:
         app.include_router(module.router)
     install_openapi(app, settings.limits)
     # the last added is outermost: metrics see every answer, 413s included; sizes are checked
-    # before any parsing; CORS answers browsers' preflight requests before anything else
+    # before any parsing, a query parameter given twice is refused; CORS answers browsers'
+    # preflight requests before anything else
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(SingleQueryValues)
     app.add_middleware(MetricsMiddleware, metrics=metrics, guardrails=guardrails,
                        guarded_path=recommendations.RECOMMENDATIONS_PATH, served=served)
     if settings.cors.allow_origins:

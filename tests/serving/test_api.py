@@ -262,6 +262,10 @@ def test_similar_items(client: TestClient) -> None:
     for k in (0, 101):
         r = client.get(f"/v1/items/{item}/similar", params={"k": k})
         assert r.status_code == 422 and error_locs(r) == [["query", "k"]]
+    # a parameter given twice is refused, not served with its last value
+    r = client.get(f"/v1/items/{item}/similar?k=&k=4")
+    assert r.status_code == 422 and "'k' given 2 times" in r.json()["detail"]
+    assert r.headers["content-type"].startswith("application/problem+json")
 
 
 # ---------------------------------------------------------------------- events
