@@ -20,6 +20,7 @@ from pydantic import (
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -71,7 +72,10 @@ def _in_clock_range(ts: datetime) -> datetime:
     return ts
 
 
-Timestamp = Annotated[datetime, AfterValidator(_in_clock_range)]
+# an ISO 8601 string or Unix seconds, as the validator accepts both (the schema said string only,
+# so the contract fuzzer's numbers "should have been rejected")
+Timestamp = Annotated[datetime, AfterValidator(_in_clock_range), WithJsonSchema(
+    {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]})]
 
 
 class RequestModel(BaseModel):
@@ -81,8 +85,8 @@ class RequestModel(BaseModel):
 # ---------------------------------------------------------------------- recommendations
 class ContextIn(RequestModel):
     timestamp: Timestamp | None = Field(
-        None, description="request time (ISO 8601; naive = UTC), 1970..2262; default: no time "
-        "filter")
+        None, description="request time (ISO 8601, naive = UTC, or Unix seconds), 1970..2262; "
+        "default: no time filter")
     device: Device | None = None
     cart: list[Id] = Field(default_factory=list, description="item ids, at most max_cart (50)")
     current_item: Id | None = Field(None, description="the product page being viewed")
