@@ -76,8 +76,9 @@ def cutoffs(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, folds: int
 def run_fold(dataset: Dataset, start: pd.Timestamp, end: pd.Timestamp | None,
              config: TrainConfig, models: Sequence[str], ks: tuple[int, ...], *,
              max_users: int | None = None, seed: int = 0, progress: bool = False,
-             log: Callable[[str], None] | None = None) -> Fold:
-    """Fit on the events before ``start``, recommend at it, score the window."""
+             log: Callable[[str], None] | None = None, workers: int = 1) -> Fold:
+    """Fit on the events before ``start``, recommend at it (``workers`` processes), score the
+    window."""
     say = log or (lambda _: None)
     ts = dataset.events[C.TIMESTAMP]
     seconds: dict[str, float] = {}
@@ -87,13 +88,13 @@ def run_fold(dataset: Dataset, start: pd.Timestamp, end: pd.Timestamp | None,
     rec = HybridRecommender.fit(train, config, log=log)
     seconds["fit"] = round(time.perf_counter() - t, 2)
     return _score(rec, dataset, start, end, models, ks, max_users=max_users, seed=seed,
-                  progress=progress, say=say, seconds=seconds)
+                  progress=progress, say=say, seconds=seconds, workers=workers)
 
 
 def _score(rec: HybridRecommender, dataset: Dataset, start: pd.Timestamp,
            end: pd.Timestamp | None, models: Sequence[str], ks: tuple[int, ...], *,
            max_users: int | None, seed: int, progress: bool, say: Callable[[str], None],
-           seconds: dict[str, float]) -> Fold:
+           seconds: dict[str, float], workers: int = 1) -> Fold:
     ts = dataset.events[C.TIMESTAMP]
     events = dataset.events[(ts >= start) & ((ts < end) if end is not None else True)]
     events = _with_prices(events, dataset.items)
@@ -108,7 +109,7 @@ def _score(rec: HybridRecommender, dataset: Dataset, start: pd.Timestamp,
     say(f"backtest at {start}: {len(window.users):,} shoppers with history bought after it")
     t = time.perf_counter()
     results = {s: evaluate_pipelines(rec, window, tuple(models), ks, surface=s,
-                                     progress=progress) for s in SURFACES}
+                                     progress=progress, workers=workers) for s in SURFACES}
     seconds["recommend_and_score"] = round(time.perf_counter() - t, 2)
     return Fold(start, end, rec, window, events, results, seconds)
 
@@ -126,10 +127,11 @@ def score_bundle(path: str | Path, dataset: Dataset, start: pd.Timestamp,
 def backtest(dataset: Dataset, config: TrainConfig, *, cutoff: pd.Timestamp | None = None,
              folds: int = 1, models: Sequence[str] = ("hybrid", *DEFAULT_BASELINES),
              ks: tuple[int, ...] = (5, 10, 20), max_users: int | None = None, seed: int = 0,
-             progress: bool = False, log: Callable[[str], None] | None = None) -> list[Fold]:
-    """Every fold of the backtest, oldest first."""
+             progress: bool = False, log: Callable[[str], None] | None = None,
+             workers: int = 1) -> list[Fold]:
+    """Every fold of the backtest, oldest first; ``workers`` processes score the shoppers."""
     return [run_fold(dataset, s, e, config, models, ks, max_users=max_users, seed=seed,
-                     progress=progress, log=log)
+                     progress=progress, log=log, workers=workers)
             for s, e in cutoffs(dataset.events, cutoff, folds)]
 
 

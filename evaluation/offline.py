@@ -11,16 +11,17 @@ the shopper bought in the window: every purchase (``for_you``), re-purchases onl
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from evaluation import beyond
 from evaluation.business import business_metrics
 from evaluation.ranking import ranking_metrics
 from recsys import columns as C
+from recsys.batch import Progress, map_chunks
 from recsys.errors import DataError
 from recsys.history import PURCHASE
 from recsys.recommender import HybridRecommender, Request
@@ -87,18 +88,39 @@ def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: p
     return EvalWindow(buyers, pd.Timestamp(start), relevant, relevant_new, events, returning)
 
 
-def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
-                    surface: str = "for_you", progress: bool = False,
-                    desc: str = "") -> np.ndarray:
-    """(n_users x k) internal ids, -1 padded, as the API would have answered at window start."""
-    out = np.full((len(window.users), k), -1, dtype=np.int64)
-    for i, user in enumerate(tqdm(window.users, disable=not progress, desc=desc,
-                                  mininterval=2.0)):
-        response = rec.recommend(Request(user_id=str(user), timestamp=window.start, k=k,
-                                         surface=surface), explain=False)
+@dataclass(frozen=True)
+class _Ask:
+    """What every shopper of the window is asked (worker processes inherit it)."""
+
+    rec: HybridRecommender
+    start: pd.Timestamp
+    k: int
+    surface: str
+
+
+def _lists(ask: _Ask, users: Sequence[str]) -> np.ndarray:
+    rec = ask.rec
+    out = np.full((len(users), ask.k), -1, dtype=np.int64)
+    for i, user in enumerate(users):
+        response = rec.recommend(Request(user_id=str(user), timestamp=ask.start, k=ask.k,
+                                         surface=ask.surface), explain=False)
         ids = rec.items.to_internal([r.item_id for r in response.items])
         out[i, : len(ids)] = ids
     return out
+
+
+def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
+                    surface: str = "for_you", progress: bool = False,
+                    desc: str = "", workers: int = 1) -> np.ndarray:
+    """(n_users x k) internal ids, -1 padded, as the API would have answered at window start;
+    ``workers`` processes score chunks of the shoppers (:mod:`recsys.batch`; same lists)."""
+    bar = Progress(len(window.users), desc or "recommend") if progress else None
+    parts = list(map_chunks(_lists, list(window.users), state=_Ask(rec, window.start, k,
+                                                                   surface),
+                            workers=workers, progress=bar))
+    if bar is not None:
+        bar.close()
+    return np.vstack(parts) if parts else np.full((0, k), -1, dtype=np.int64)
 
 
 def score_lists(recs: np.ndarray, window: EvalWindow, ks: tuple[int, ...]) -> dict[str, float]:
@@ -177,15 +199,15 @@ def prefix_consistent(rec: HybridRecommender) -> bool:
 
 def recommend_at(rec: HybridRecommender, window: EvalWindow, ks: tuple[int, ...], *,
                  surface: str = "for_you", progress: bool = False,
-                 desc: str = "") -> dict[int, np.ndarray]:
+                 desc: str = "", workers: int = 1) -> dict[int, np.ndarray]:
     """Lists at each k in ``ks`` through :func:`recommend_lists` (one request per user and k, or
     one per user when :func:`prefix_consistent`)."""
     if prefix_consistent(rec):
         full = recommend_lists(rec, window, max(ks), surface=surface, progress=progress,
-                               desc=desc)
+                               desc=desc, workers=workers)
         return {k: full[:, :k] for k in ks}
     return {k: recommend_lists(rec, window, k, surface=surface, progress=progress,
-                               desc=f"{desc}@{k}") for k in ks}
+                               desc=f"{desc}@{k}", workers=workers) for k in ks}
 
 
 def subset_window(window: EvalWindow, rows: np.ndarray) -> EvalWindow:
@@ -265,14 +287,14 @@ def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: HybridR
 def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tuple[str, ...],
                        ks: tuple[int, ...], *, surface: str = "for_you",
                        share: np.ndarray | None = None, serendipity: bool = True,
-                       progress: bool = False) -> dict[str, ModelResult]:
+                       progress: bool = False, workers: int = 1) -> dict[str, ModelResult]:
     """Run each pipeline (``rec.variant(name)``) on the same window users, on one surface,
     and score it against that surface's target.
 
     Serendipity is measured against the popularity pipeline's lists, so with ``serendipity``
     that pipeline is always run (returned only when asked for); without, serendipity is NaN.
     ``share`` is p(i) for novelty and popularity (default: :func:`history_popularity` at the
-    window start).
+    window start). ``workers``: processes scoring the shoppers (same results as one).
 
     >>> # results = evaluate_pipelines(rec, window, ("hybrid", "popularity"), (5, 10))
     >>> # results["hybrid"].means()["ndcg@10"]
@@ -290,7 +312,8 @@ def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tu
     for name in order:
         started = time.perf_counter()
         lists[name] = recommend_at(rec.variant(name), window, ks, surface=surface,
-                                   progress=progress, desc=f"{surface}/{name}")
+                                   progress=progress, desc=f"{surface}/{name}",
+                                   workers=workers)
         seconds[name] = time.perf_counter() - started
     out: dict[str, ModelResult] = {}
     for name in pipelines:

@@ -85,10 +85,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from pipelines.recommend import recommend_batch
+    from recsys.batch import progress_wanted
 
     rows = recommend_batch(args.bundle, args.users, args.out, k=args.k, at=args.at,
-                           surface=args.surface)
-    print(f"wrote {rows:,} rows -> {args.out}")
+                           surface=args.surface, workers=args.workers,
+                           progress=progress_wanted(quiet=args.quiet, force=args.progress))
+    if not args.quiet:
+        print(f"wrote {rows:,} rows -> {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -197,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(only items new to the shopper)")
     p.add_argument("--out", required=True, help="CSV to write (user_id, rank, item_id, score)")
 
-    from pipelines.cli_args import add_evaluate_arguments, add_gate_arguments
+    from pipelines.cli_args import add_batch_arguments, add_evaluate_arguments, add_gate_arguments
     from pipelines.serve import add_arguments as serve_arguments
+
+    add_batch_arguments(p)
 
     p = add("evaluate", _cmd_evaluate, "offline evaluation report: hybrid vs baselines on the "
             "test split, with intervals, segments and an HTML report")

@@ -1,0 +1,75 @@
+"""``recsys recommend`` and ``recsys evaluate`` on several workers give the 1-worker results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.cli import main
+from pipelines.recommend import recommend_batch
+
+
+@pytest.fixture(scope="module")
+def users_file(tiny_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    users = sorted(pd.read_parquet(tiny_shop / "events.parquet")["user_id"].astype(str).unique())
+    path = tmp_path_factory.mktemp("users") / "users.txt"
+    # known shoppers, an unknown one in the middle, and a header
+    path.write_text("user_id\n" + "\n".join(users[:150] + ["nobody"] + users[150:300]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("surface", ["for_you", "buy_again"])
+def test_recommend_file_is_the_same_on_two_workers(tiny_bundle: Path, users_file: Path,
+                                                    tmp_path: Path, surface: str) -> None:
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    rows = recommend_batch(tiny_bundle, users_file, one, k=7, surface=surface,
+                           at="2026-02-05T00:00:00", workers=1)
+    assert recommend_batch(tiny_bundle, users_file, two, k=7, surface=surface,
+                           at="2026-02-05T00:00:00", workers=2) == rows
+    assert rows > (2000 if surface == "for_you" else 100)
+    assert one.read_bytes() == two.read_bytes()
+    seen = pd.read_csv(one, dtype={"user_id": str})["user_id"].unique().tolist()
+    asked = users_file.read_text().split()[1:]
+    assert seen == [u for u in asked if u in set(seen)]        # the input order
+    assert ("nobody" in seen) == (surface == "for_you")       # popular items for a stranger
+
+
+def test_cli_recommend_workers_quiet_and_progress(tiny_bundle: Path, users_file: Path,
+                                                  tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.csv"
+    assert main(["recommend", "--bundle", str(tiny_bundle), "--users", str(users_file),
+                 "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""     # not a terminal, and --quiet
+    assert main(["recommend", "--bundle", str(tiny_bundle), "--users", str(users_file),
+                 "--out", str(out), "--workers", "2", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("wrote ")
+    assert captured.err.startswith("recommend: 301/301 shoppers (100%), ")
+    assert main(["recommend", "--bundle", str(tiny_bundle), "--users", str(users_file),
+                 "--out", str(out), "--workers", "0"]) == 2
+    assert "--workers 0 (expected >= 1)" in capsys.readouterr().err
+
+
+def test_evaluate_lists_are_the_same_on_two_workers(tiny_folds: list) -> None:
+    from evaluation.backtest import DEFAULT_BASELINES
+    from evaluation.offline import evaluate_pipelines
+    from recsys.recommender import SURFACES
+
+    fold = tiny_folds[-1]
+    assert len(fold.window.users) > 50
+    models = ("hybrid", *DEFAULT_BASELINES)
+    for surface in SURFACES:
+        one = evaluate_pipelines(fold.rec, fold.window, models, (5, 10), surface=surface)
+        two = evaluate_pipelines(fold.rec, fold.window, models, (5, 10), surface=surface,
+                                 workers=2)
+        for name in models:
+            for k in (5, 10):
+                np.testing.assert_array_equal(one[name].lists[k], two[name].lists[k])
+            for metric, values in one[name].per_user.items():
+                np.testing.assert_array_equal(values, two[name].per_user[metric],
+                                              err_msg=f"{surface}/{name} {metric}")
