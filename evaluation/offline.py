@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from evaluation import beyond
 from evaluation.business import business_metrics
 from evaluation.ranking import ranking_metrics
 from recsys import columns as C
-from recsys.batch import Progress, map_chunks
+from recsys.batch import Progress, Workers
 from recsys.errors import DataError
 from recsys.history import PURCHASE
 from recsys.recommender import HybridRecommender, Request
@@ -89,21 +90,20 @@ def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: p
 
 
 @dataclass(frozen=True)
-class _Ask:
-    """What every shopper of the window is asked (worker processes inherit it)."""
+class _At:
+    """The fitted recommender and the window's start (what worker processes inherit)."""
 
     rec: HybridRecommender
     start: pd.Timestamp
-    k: int
-    surface: str
 
 
-def _lists(ask: _Ask, users: Sequence[str]) -> np.ndarray:
-    rec = ask.rec
-    out = np.full((len(users), ask.k), -1, dtype=np.int64)
+def _lists(at: _At, users: Sequence[str], *, pipeline: str, k: int,
+           surface: str) -> np.ndarray:
+    rec = at.rec.variant(pipeline)
+    out = np.full((len(users), k), -1, dtype=np.int64)
     for i, user in enumerate(users):
-        response = rec.recommend(Request(user_id=str(user), timestamp=ask.start, k=ask.k,
-                                         surface=ask.surface), explain=False)
+        response = rec.recommend(Request(user_id=str(user), timestamp=at.start, k=k,
+                                         surface=surface), explain=False)
         ids = rec.items.to_internal([r.item_id for r in response.items])
         out[i, : len(ids)] = ids
     return out
@@ -111,13 +111,17 @@ def _lists(ask: _Ask, users: Sequence[str]) -> np.ndarray:
 
 def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
                     surface: str = "for_you", progress: bool = False,
-                    desc: str = "", workers: int = 1) -> np.ndarray:
-    """(n_users x k) internal ids, -1 padded, as the API would have answered at window start;
-    ``workers`` processes score chunks of the shoppers (:mod:`recsys.batch`; same lists)."""
+                    desc: str = "", workers: Workers | None = None) -> np.ndarray:
+    """(n_users x k) internal ids, -1 padded, as the API would have answered at window start.
+
+    ``workers``: a pool (:class:`recsys.batch.Workers`) opened on this recommender's fitted
+    parts and the window's start scores chunks of the shoppers in parallel (same lists)."""
+    pool = workers or Workers(_At(rec, window.start))
+    if pool.state.rec.parts is not rec.parts or pool.state.start != window.start:
+        raise DataError("recommend_lists: the worker pool holds another recommender or window")
     bar = Progress(len(window.users), desc or "recommend") if progress else None
-    parts = list(map_chunks(_lists, list(window.users), state=_Ask(rec, window.start, k,
-                                                                   surface),
-                            workers=workers, progress=bar))
+    task = partial(_lists, pipeline=rec.pipeline, k=k, surface=surface)
+    parts = list(pool.map(task, list(window.users), progress=bar))
     if bar is not None:
         bar.close()
     return np.vstack(parts) if parts else np.full((0, k), -1, dtype=np.int64)
@@ -199,9 +203,9 @@ def prefix_consistent(rec: HybridRecommender) -> bool:
 
 def recommend_at(rec: HybridRecommender, window: EvalWindow, ks: tuple[int, ...], *,
                  surface: str = "for_you", progress: bool = False,
-                 desc: str = "", workers: int = 1) -> dict[int, np.ndarray]:
+                 desc: str = "", workers: Workers | None = None) -> dict[int, np.ndarray]:
     """Lists at each k in ``ks`` through :func:`recommend_lists` (one request per user and k, or
-    one per user when :func:`prefix_consistent`)."""
+    one per user when :func:`prefix_consistent`), on the ``workers`` pool if given."""
     if prefix_consistent(rec):
         full = recommend_lists(rec, window, max(ks), surface=surface, progress=progress,
                                desc=desc, workers=workers)
@@ -309,12 +313,13 @@ def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tu
     order = list(dict.fromkeys((["popularity"] if serendipity else []) + list(pipelines)))
     lists: dict[str, dict[int, np.ndarray]] = {}
     seconds: dict[str, float] = {}
-    for name in order:
-        started = time.perf_counter()
-        lists[name] = recommend_at(rec.variant(name), window, ks, surface=surface,
-                                   progress=progress, desc=f"{surface}/{name}",
-                                   workers=workers)
-        seconds[name] = time.perf_counter() - started
+    with Workers(_At(rec, window.start), workers) as pool:     # forked once for every pipeline
+        for name in order:
+            started = time.perf_counter()
+            lists[name] = recommend_at(rec.variant(name), window, ks, surface=surface,
+                                       progress=progress, desc=f"{surface}/{name}",
+                                       workers=pool)
+            seconds[name] = time.perf_counter() - started
     out: dict[str, ModelResult] = {}
     for name in pipelines:
         result = ModelResult(name, lists[name], {}, {}, seconds[name])

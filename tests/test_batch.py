@@ -108,3 +108,18 @@ def test_progress_is_quiet_off_a_terminal_unless_forced() -> None:
 def test_duration() -> None:
     assert [duration(s) for s in (4.4, 65, 3725, float("inf"))] == ["4s", "1m05s", "1h02m",
                                                                      "?"]
+
+
+def test_a_pool_serves_several_maps_with_the_same_workers() -> None:
+    from functools import partial
+
+    from recsys.batch import Workers
+
+    with Workers("s", 2) as pool:
+        first = [r for c in pool.map(tag, list(range(20)), size=2) for r in c]
+        second = [r for c in pool.map(partial(tag), list(range(20, 40)), size=2) for r in c]
+        with pytest.raises(RuntimeError, match="already open"), Workers("t", 2):
+            pass
+    assert [sq for _, sq, _ in first + second] == [x * x for x in range(40)]
+    pids = {p for *_, p in first + second}
+    assert len(pids) <= 2 and os.getpid() not in pids         # two workers, forked once
