@@ -80,7 +80,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from pipelines.train import train
     from recsys.config import load_train_config
 
-    train(args.data, args.out, load_train_config(args.config))
+    spark = None
+    if args.engine == "spark":
+        from recsys.data.spark.session import SparkSettings
+
+        spark = SparkSettings(master=args.spark_master, driver_memory=args.driver_memory)
+    train(args.data, args.out, load_train_config(args.config), engine=args.engine, spark=spark)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> None:
@@ -188,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--config", help="pipeline TOML (default: built-in defaults; see configs/)")
     p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--engine", choices=("pandas", "spark"), default="pandas",
+                   help="where the events are validated and deduplicated: pandas (default) or "
+                   "spark (needs pip install -e '.[spark]' and Java 17/21); the models are "
+                   "fitted in this process either way (docs/scaling.md)")
+    p.add_argument("--spark-master", default="local[2]",
+                   help="Spark master URL with --engine spark (default local[2]; e.g. "
+                   "spark://host:7077)")
+    p.add_argument("--driver-memory", default="4g",
+                   help="Spark driver heap with --engine spark (default 4g)")
 
     p = add("recommend", _cmd_recommend, "batch top-k lists for a file of user ids (CSV out)")
     p.add_argument("--bundle", required=True, help="bundle directory from `recsys train`")
