@@ -12,8 +12,9 @@ process and its workers, and the cores other processes kept busy meanwhile (from
 ``--evaluate`` times ``recsys evaluate``'s scoring loop instead: one backtest fold fitted
 (light config) on a smaller shop (``EVAL_SHOP``), then every pipeline of the default backtest
 (the hybrid and 7 baselines, plus popularity for serendipity) on the 3 surfaces at k = 5/10/20
-for ``--shoppers`` window shoppers (``evaluation.offline.evaluate_pipelines``, as
-``backtest`` calls it), with 1 worker and with N alternating; the lists must be identical.
+for ``--shoppers`` window shoppers (``evaluation.offline.evaluate_pipelines`` on one
+``scoring_pool``, as ``backtest`` calls it), with 1 worker and with N alternating; the lists
+must be identical.
 
 Usage: ``flock /work/bench.lock python benchmarks/batch_bench.py [--shoppers 20000]
 [--workers 1 2] [--repeats 3] [--cache DIR] [--evaluate]``
@@ -84,7 +85,7 @@ def evaluate_runs(cache: Path, shoppers: int, workers: list[int], repeats: int
     import numpy as np
 
     from evaluation.backtest import DEFAULT_BASELINES, backtest
-    from evaluation.offline import evaluate_pipelines
+    from evaluation.offline import evaluate_pipelines, scoring_pool
     from recsys.data.validate import load_dataset
     from recsys.recommender import SURFACES
 
@@ -99,10 +100,11 @@ def evaluate_runs(cache: Path, shoppers: int, workers: list[int], repeats: int
     for repeat in range(repeats):
         for w in workers:
             busy, own, started = _busy_seconds(), _own_seconds(), time.perf_counter()
-            lists = [r.lists[k] for s in SURFACES
-                     for r in evaluate_pipelines(fold.rec, fold.window, models, (5, 10, 20),
-                                                 surface=s, workers=w).values()
-                     for k in (5, 10, 20)]
+            with scoring_pool(fold.rec, fold.window, w) as pool:     # as backtest() does
+                lists = [r.lists[k] for s in SURFACES
+                         for r in evaluate_pipelines(fold.rec, fold.window, models, (5, 10, 20),
+                                                     surface=s, workers=pool).values()
+                         for k in (5, 10, 20)]
             wall = time.perf_counter() - started
             own = _own_seconds() - own
             if first is None:

@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.offline import EvalWindow, ModelResult, evaluate_pipelines, make_window
+from evaluation.offline import (
+    EvalWindow,
+    ModelResult,
+    evaluate_pipelines,
+    make_window,
+    scoring_pool,
+)
 from recsys import columns as C
 from recsys.config import TrainConfig
 from recsys.data.validate import Dataset
@@ -108,8 +114,9 @@ def _score(rec: HybridRecommender, dataset: Dataset, start: pd.Timestamp,
                         f"{', '.join(rec.pipelines)})")
     say(f"backtest at {start}: {len(window.users):,} shoppers with history bought after it")
     t = time.perf_counter()
-    results = {s: evaluate_pipelines(rec, window, tuple(models), ks, surface=s,
-                                     progress=progress, workers=workers) for s in SURFACES}
+    with scoring_pool(rec, window, workers) as pool:      # forked once for the fold
+        results = {s: evaluate_pipelines(rec, window, tuple(models), ks, surface=s,
+                                         progress=progress, workers=pool) for s in SURFACES}
     seconds["recommend_and_score"] = round(time.perf_counter() - t, 2)
     return Fold(start, end, rec, window, events, results, seconds)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -95,6 +96,13 @@ class _At:
 
     rec: HybridRecommender
     start: pd.Timestamp
+
+
+def scoring_pool(rec: HybridRecommender, window: EvalWindow, workers: int | None = 1) -> Workers:
+    """A pool of ``workers`` processes for :func:`evaluate_pipelines` and
+    :func:`recommend_lists` on ``rec`` (any of its pipelines) and ``window``; open it with
+    ``with`` around all the calls that share it (it forks once)."""
+    return Workers(_At(rec, window.start), workers)
 
 
 def _lists(at: _At, users: Sequence[str], *, pipeline: str, k: int,
@@ -291,14 +299,16 @@ def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: HybridR
 def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tuple[str, ...],
                        ks: tuple[int, ...], *, surface: str = "for_you",
                        share: np.ndarray | None = None, serendipity: bool = True,
-                       progress: bool = False, workers: int = 1) -> dict[str, ModelResult]:
+                       progress: bool = False,
+                       workers: int | Workers = 1) -> dict[str, ModelResult]:
     """Run each pipeline (``rec.variant(name)``) on the same window users, on one surface,
     and score it against that surface's target.
 
     Serendipity is measured against the popularity pipeline's lists, so with ``serendipity``
     that pipeline is always run (returned only when asked for); without, serendipity is NaN.
     ``share`` is p(i) for novelty and popularity (default: :func:`history_popularity` at the
-    window start). ``workers``: processes scoring the shoppers (same results as one).
+    window start). ``workers``: processes scoring the shoppers (same results as one), or an
+    open :func:`scoring_pool` shared with other calls.
 
     >>> # results = evaluate_pipelines(rec, window, ("hybrid", "popularity"), (5, 10))
     >>> # results["hybrid"].means()["ndcg@10"]
@@ -313,7 +323,9 @@ def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tu
     order = list(dict.fromkeys((["popularity"] if serendipity else []) + list(pipelines)))
     lists: dict[str, dict[int, np.ndarray]] = {}
     seconds: dict[str, float] = {}
-    with Workers(_At(rec, window.start), workers) as pool:     # forked once for every pipeline
+    shared = isinstance(workers, Workers)        # opened (and closed) by the caller
+    pool = workers if isinstance(workers, Workers) else scoring_pool(rec, window, workers)
+    with nullcontext() if shared else pool:      # forked once for every pipeline
         for name in order:
             started = time.perf_counter()
             lists[name] = recommend_at(rec.variant(name), window, ks, surface=surface,

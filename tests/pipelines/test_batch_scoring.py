@@ -55,21 +55,29 @@ def test_cli_recommend_workers_quiet_and_progress(tiny_bundle: Path, users_file:
     assert "--workers 0 (expected >= 1)" in capsys.readouterr().err
 
 
+def assert_same_results(one: dict, two: dict, surface: str) -> None:
+    assert list(one) == list(two)
+    for name in one:
+        for k in one[name].lists:
+            np.testing.assert_array_equal(one[name].lists[k], two[name].lists[k])
+        for metric, values in one[name].per_user.items():
+            np.testing.assert_array_equal(values, two[name].per_user[metric],
+                                          err_msg=f"{surface}/{name} {metric}")
+
+
 def test_evaluate_lists_are_the_same_on_two_workers(tiny_folds: list) -> None:
     from evaluation.backtest import DEFAULT_BASELINES
-    from evaluation.offline import evaluate_pipelines
+    from evaluation.offline import evaluate_pipelines, scoring_pool
     from recsys.recommender import SURFACES
 
     fold = tiny_folds[-1]
     assert len(fold.window.users) > 50
     models = ("hybrid", *DEFAULT_BASELINES)
-    for surface in SURFACES:
-        one = evaluate_pipelines(fold.rec, fold.window, models, (5, 10), surface=surface)
-        two = evaluate_pipelines(fold.rec, fold.window, models, (5, 10), surface=surface,
-                                 workers=2)
-        for name in models:
-            for k in (5, 10):
-                np.testing.assert_array_equal(one[name].lists[k], two[name].lists[k])
-            for metric, values in one[name].per_user.items():
-                np.testing.assert_array_equal(values, two[name].per_user[metric],
-                                              err_msg=f"{surface}/{name} {metric}")
+    one = {s: evaluate_pipelines(fold.rec, fold.window, models, (5, 10), surface=s)
+           for s in SURFACES}
+    with scoring_pool(fold.rec, fold.window, 2) as pool:     # as the backtest: one per fold
+        for surface in SURFACES:
+            assert_same_results(one[surface], evaluate_pipelines(
+                fold.rec, fold.window, models, (5, 10), surface=surface, workers=pool), surface)
+    assert_same_results(one["for_you"], evaluate_pipelines(      # a pool of its own
+        fold.rec, fold.window, models, (5, 10), workers=2), "for_you")
