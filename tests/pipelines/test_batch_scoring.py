@@ -81,3 +81,21 @@ def test_evaluate_lists_are_the_same_on_two_workers(tiny_folds: list) -> None:
                 fold.rec, fold.window, models, (5, 10), surface=surface, workers=pool), surface)
     assert_same_results(one["for_you"], evaluate_pipelines(      # a pool of its own
         fold.rec, fold.window, models, (5, 10), workers=2), "for_you")
+
+
+def test_backtest_on_two_workers_right_after_fitting(tiny_shop: Path, tiny_folds: list) -> None:
+    """Workers forked from a process that has just fitted (implicit, LightGBM and torch
+    threads started, the training thread policy) score the fold as one process does."""
+    from evaluation.backtest import backtest
+    from recsys.data.validate import load_dataset
+    from tests.conftest import tiny_pipeline_config
+
+    fold = backtest(load_dataset(tiny_shop), tiny_pipeline_config(), models=("hybrid", "als"),
+                    ks=(5, 10, 20), workers=2)[0]
+    assert list(fold.window.users) == list(tiny_folds[0].window.users)
+    for surface, by_model in fold.results.items():
+        for name, result in by_model.items():
+            for k, lists in result.lists.items():
+                np.testing.assert_array_equal(
+                    lists, tiny_folds[0].results[surface][name].lists[k],
+                    err_msg=f"{surface}/{name}@{k}")
