@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from evaluation.business import NO_PRICES
-from evaluation.offline import EvalWindow, ModelResult, evaluate_pipelines, make_window
+from evaluation.offline import (
+    EvalWindow,
+    ModelResult,
+    evaluate_pipelines,
+    make_window,
+    scoring_pool,
+)
 from recsys import columns as C
 from recsys.config import TrainConfig
 from recsys.data.validate import Dataset
@@ -77,8 +83,9 @@ def cutoffs(events: pd.DataFrame, cutoff: pd.Timestamp | None = None, folds: int
 def run_fold(dataset: Dataset, start: pd.Timestamp, end: pd.Timestamp | None,
              config: TrainConfig, models: Sequence[str], ks: tuple[int, ...], *,
              max_users: int | None = None, seed: int = 0, progress: bool = False,
-             log: Callable[[str], None] | None = None) -> Fold:
-    """Fit on the events before ``start``, recommend at it, score the window."""
+             log: Callable[[str], None] | None = None, workers: int = 1) -> Fold:
+    """Fit on the events before ``start``, recommend at it (``workers`` processes), score the
+    window."""
     say = log or (lambda _: None)
     ts = dataset.events[C.TIMESTAMP]
     seconds: dict[str, float] = {}
@@ -88,13 +95,13 @@ def run_fold(dataset: Dataset, start: pd.Timestamp, end: pd.Timestamp | None,
     rec = HybridRecommender.fit(train, config, log=log)
     seconds["fit"] = round(time.perf_counter() - t, 2)
     return _score(rec, dataset, start, end, models, ks, max_users=max_users, seed=seed,
-                  progress=progress, say=say, seconds=seconds)
+                  progress=progress, say=say, seconds=seconds, workers=workers)
 
 
 def _score(rec: HybridRecommender, dataset: Dataset, start: pd.Timestamp,
            end: pd.Timestamp | None, models: Sequence[str], ks: tuple[int, ...], *,
            max_users: int | None, seed: int, progress: bool, say: Callable[[str], None],
-           seconds: dict[str, float]) -> Fold:
+           seconds: dict[str, float], workers: int = 1) -> Fold:
     ts = dataset.events[C.TIMESTAMP]
     events = dataset.events[(ts >= start) & ((ts < end) if end is not None else True)]
     events = _with_prices(events, dataset.items)
@@ -112,8 +119,9 @@ def _score(rec: HybridRecommender, dataset: Dataset, start: pd.Timestamp,
                         f"{', '.join(rec.pipelines)})")
     say(f"backtest at {start}: {len(window.users):,} shoppers with history bought after it")
     t = time.perf_counter()
-    results = {s: evaluate_pipelines(rec, window, tuple(models), ks, surface=s,
-                                     progress=progress) for s in SURFACES}
+    with scoring_pool(rec, window, workers) as pool:      # forked once for the fold
+        results = {s: evaluate_pipelines(rec, window, tuple(models), ks, surface=s,
+                                         progress=progress, workers=pool) for s in SURFACES}
     seconds["recommend_and_score"] = round(time.perf_counter() - t, 2)
     return Fold(start, end, rec, window, events, results, seconds)
 
@@ -131,10 +139,11 @@ def score_bundle(path: str | Path, dataset: Dataset, start: pd.Timestamp,
 def backtest(dataset: Dataset, config: TrainConfig, *, cutoff: pd.Timestamp | None = None,
              folds: int = 1, models: Sequence[str] = ("hybrid", *DEFAULT_BASELINES),
              ks: tuple[int, ...] = (5, 10, 20), max_users: int | None = None, seed: int = 0,
-             progress: bool = False, log: Callable[[str], None] | None = None) -> list[Fold]:
-    """Every fold of the backtest, oldest first."""
+             progress: bool = False, log: Callable[[str], None] | None = None,
+             workers: int = 1) -> list[Fold]:
+    """Every fold of the backtest, oldest first; ``workers`` processes score the shoppers."""
     return [run_fold(dataset, s, e, config, models, ks, max_users=max_users, seed=seed,
-                     progress=progress, log=log)
+                     progress=progress, log=log, workers=workers)
             for s, e in cutoffs(dataset.events, cutoff, folds)]
 
 

@@ -11,16 +11,19 @@ the shopper bought in the window: every purchase (``for_you``), re-purchases onl
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from evaluation import beyond
 from evaluation.business import business_metrics
 from evaluation.ranking import ranking_metrics
 from recsys import columns as C
+from recsys.batch import Progress, Workers
 from recsys.errors import DataError
 from recsys.history import PURCHASE
 from recsys.recommender import HybridRecommender, Request
@@ -89,18 +92,49 @@ def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: p
                       priced=priced)
 
 
-def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
-                    surface: str = "for_you", progress: bool = False,
-                    desc: str = "") -> np.ndarray:
-    """(n_users x k) internal ids, -1 padded, as the API would have answered at window start."""
-    out = np.full((len(window.users), k), -1, dtype=np.int64)
-    for i, user in enumerate(tqdm(window.users, disable=not progress, desc=desc,
-                                  mininterval=2.0)):
-        response = rec.recommend(Request(user_id=str(user), timestamp=window.start, k=k,
+@dataclass(frozen=True)
+class _At:
+    """The fitted recommender and the window's start (what worker processes inherit)."""
+
+    rec: HybridRecommender
+    start: pd.Timestamp
+
+
+def scoring_pool(rec: HybridRecommender, window: EvalWindow, workers: int | None = 1) -> Workers:
+    """A pool of ``workers`` processes for :func:`evaluate_pipelines` and
+    :func:`recommend_lists` on ``rec`` (any of its pipelines) and ``window``; open it with
+    ``with`` around all the calls that share it (it forks once)."""
+    return Workers(_At(rec, window.start), workers)
+
+
+def _lists(at: _At, users: Sequence[str], *, pipeline: str, k: int,
+           surface: str) -> np.ndarray:
+    rec = at.rec.variant(pipeline)
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    for i, user in enumerate(users):
+        response = rec.recommend(Request(user_id=str(user), timestamp=at.start, k=k,
                                          surface=surface), explain=False)
         ids = rec.items.to_internal([r.item_id for r in response.items])
         out[i, : len(ids)] = ids
     return out
+
+
+def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
+                    surface: str = "for_you", progress: bool = False,
+                    desc: str = "", workers: Workers | None = None) -> np.ndarray:
+    """(n_users x k) internal ids, -1 padded, as the API would have answered at window start.
+
+    ``workers``: a pool (:class:`recsys.batch.Workers`) opened on this recommender's fitted
+    parts and the window's start scores chunks of the shoppers in parallel (same lists)."""
+    pool = workers or Workers(_At(rec, window.start))
+    if pool.state.rec.parts is not rec.parts or pool.state.start != window.start:
+        raise DataError("recommend_lists: the worker pool holds another recommender or window")
+    bar = Progress(len(window.users), desc or "recommend") if progress else None
+    task = partial(_lists, pipeline=rec.pipeline, k=k, surface=surface)
+    parts = list(pool.map(task, list(window.users), progress=bar))
+    if bar is not None:
+        bar.close()
+    return np.vstack(parts) if parts else np.full((0, k), -1, dtype=np.int64)
 
 
 def score_lists(recs: np.ndarray, window: EvalWindow, ks: tuple[int, ...]) -> dict[str, float]:
@@ -179,15 +213,15 @@ def prefix_consistent(rec: HybridRecommender) -> bool:
 
 def recommend_at(rec: HybridRecommender, window: EvalWindow, ks: tuple[int, ...], *,
                  surface: str = "for_you", progress: bool = False,
-                 desc: str = "") -> dict[int, np.ndarray]:
+                 desc: str = "", workers: Workers | None = None) -> dict[int, np.ndarray]:
     """Lists at each k in ``ks`` through :func:`recommend_lists` (one request per user and k, or
-    one per user when :func:`prefix_consistent`)."""
+    one per user when :func:`prefix_consistent`), on the ``workers`` pool if given."""
     if prefix_consistent(rec):
         full = recommend_lists(rec, window, max(ks), surface=surface, progress=progress,
-                               desc=desc)
+                               desc=desc, workers=workers)
         return {k: full[:, :k] for k in ks}
     return {k: recommend_lists(rec, window, k, surface=surface, progress=progress,
-                               desc=f"{desc}@{k}") for k in ks}
+                               desc=f"{desc}@{k}", workers=workers) for k in ks}
 
 
 def subset_window(window: EvalWindow, rows: np.ndarray) -> EvalWindow:
@@ -270,14 +304,16 @@ def beyond_metrics(recs: np.ndarray, window: EvalWindow, k: int, *, rec: HybridR
 def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tuple[str, ...],
                        ks: tuple[int, ...], *, surface: str = "for_you",
                        share: np.ndarray | None = None, serendipity: bool = True,
-                       progress: bool = False) -> dict[str, ModelResult]:
+                       progress: bool = False,
+                       workers: int | Workers = 1) -> dict[str, ModelResult]:
     """Run each pipeline (``rec.variant(name)``) on the same window users, on one surface,
     and score it against that surface's target.
 
     Serendipity is measured against the popularity pipeline's lists, so with ``serendipity``
     that pipeline is always run (returned only when asked for); without, serendipity is NaN.
     ``share`` is p(i) for novelty and popularity (default: :func:`history_popularity` at the
-    window start).
+    window start). ``workers``: processes scoring the shoppers (same results as one), or an
+    open :func:`scoring_pool` shared with other calls.
 
     >>> # results = evaluate_pipelines(rec, window, ("hybrid", "popularity"), (5, 10))
     >>> # results["hybrid"].means()["ndcg@10"]
@@ -292,11 +328,15 @@ def evaluate_pipelines(rec: HybridRecommender, window: EvalWindow, pipelines: tu
     order = list(dict.fromkeys((["popularity"] if serendipity else []) + list(pipelines)))
     lists: dict[str, dict[int, np.ndarray]] = {}
     seconds: dict[str, float] = {}
-    for name in order:
-        started = time.perf_counter()
-        lists[name] = recommend_at(rec.variant(name), window, ks, surface=surface,
-                                   progress=progress, desc=f"{surface}/{name}")
-        seconds[name] = time.perf_counter() - started
+    shared = isinstance(workers, Workers)        # opened (and closed) by the caller
+    pool = workers if isinstance(workers, Workers) else scoring_pool(rec, window, workers)
+    with nullcontext() if shared else pool:      # forked once for every pipeline
+        for name in order:
+            started = time.perf_counter()
+            lists[name] = recommend_at(rec.variant(name), window, ks, surface=surface,
+                                       progress=progress, desc=f"{surface}/{name}",
+                                       workers=pool)
+            seconds[name] = time.perf_counter() - started
     out: dict[str, ModelResult] = {}
     for name in pipelines:
         result = ModelResult(name, lists[name], {}, {}, seconds[name])

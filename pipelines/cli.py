@@ -70,15 +70,23 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from pipelines.train import train
     from recsys.config import load_train_config
 
-    train(args.data, args.out, load_train_config(args.config))
+    spark = None
+    if args.engine == "spark":
+        from recsys.data.spark.session import SparkSettings
+
+        spark = SparkSettings(master=args.spark_master, driver_memory=args.driver_memory)
+    train(args.data, args.out, load_train_config(args.config), engine=args.engine, spark=spark)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> None:
     from pipelines.recommend import recommend_batch
+    from recsys.batch import progress_wanted
 
     rows = recommend_batch(args.bundle, args.users, args.out, k=args.k, at=args.at,
-                           surface=args.surface)
-    print(f"wrote {rows:,} rows -> {args.out}")
+                           surface=args.surface, workers=args.workers,
+                           progress=progress_wanted(quiet=args.quiet, force=args.progress))
+    if not args.quiet:
+        print(f"wrote {rows:,} rows -> {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -193,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--config", help="pipeline TOML (default: built-in defaults; see configs/)")
     p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--engine", choices=("pandas", "spark"), default="pandas",
+                   help="where the events are validated and deduplicated: pandas (default) or "
+                   "spark (needs pip install -e '.[spark]' and Java 17/21); the models are "
+                   "fitted in this process either way (docs/scaling.md)")
+    p.add_argument("--spark-master", default="local[2]",
+                   help="Spark master URL with --engine spark (default local[2]; e.g. "
+                   "spark://host:7077)")
+    p.add_argument("--driver-memory", default="4g",
+                   help="Spark driver heap with --engine spark (default 4g)")
 
     p = add("recommend", _cmd_recommend, "batch top-k lists for a file of user ids (CSV out)")
     p.add_argument("--bundle", required=True, help="bundle directory from `recsys train`")
@@ -205,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(only items new to the shopper)")
     p.add_argument("--out", required=True, help="CSV to write (user_id, rank, item_id, score)")
 
-    from pipelines.cli_args import add_evaluate_arguments, add_gate_arguments
+    from pipelines.cli_args import add_batch_arguments, add_evaluate_arguments, add_gate_arguments
     from pipelines.serve import add_arguments as serve_arguments
+
+    add_batch_arguments(p)
 
     p = add("evaluate", _cmd_evaluate, "backtest: fit before a cutoff, recommend at it, score "
             "what shoppers bought after; hybrid vs the strong simple baselines, with intervals, "

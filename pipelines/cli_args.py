@@ -29,7 +29,20 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--open-bandit", default=None,
                    help="Open Bandit sample for the off-policy section (default: "
                    "../shared/datasets/open_bandit)")
-    p.add_argument("--progress", action="store_true", help="show per-model progress bars")
+    add_batch_arguments(p)
+
+
+def add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--quiet`` and ``--progress``, for the commands that score many
+    shoppers (``recommend``, ``evaluate``)."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes scoring shoppers in parallel, one thread each "
+                   "(default: every core; 1 scores in this process)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line on stderr (and no summary)")
+    p.add_argument("--progress", action="store_true",
+                   help="the progress line (shoppers done / total, rate, ETA) also when "
+                   "stderr is not a terminal: a line every 10 s (default: only on a terminal)")
 
 
 def add_gate_arguments(p: argparse.ArgumentParser) -> None:

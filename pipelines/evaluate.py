@@ -37,6 +37,7 @@ from evaluation.report import (
 )
 from evaluation.segments import cold_warm_items, user_segmentations
 from evaluation.verdict import verdict
+from recsys.batch import check_workers, progress_wanted
 from recsys.config import TrainConfig, load_train_config
 from recsys.data.validate import load_dataset
 from recsys.errors import ConfigError
@@ -76,9 +77,12 @@ def evaluate(data_dir: str | Path, *, report_dir: str | Path, config: TrainConfi
              baselines: Sequence[str] = DEFAULT_BASELINES, ks: Sequence[int] = DEFAULT_KS,
              max_users: int | None = None, seed: int = 0, n_resamples: int = 2000,
              alpha: float = 0.05, open_bandit: str | Path | None = OPEN_BANDIT,
-             progress: bool = False, quiet: bool = False) -> dict[str, Any]:
+             progress: bool = False, quiet: bool = False,
+             workers: int | None = 1) -> dict[str, Any]:
     """Backtest the hybrid and ``baselines`` on ``data_dir``; write the report; return it (the
-    content of ``metrics.json``)."""
+    content of ``metrics.json``). ``workers``: processes scoring the shoppers (None: every
+    core; the report is the same); ``progress``: a progress line per surface and model on
+    stderr."""
     started = time.perf_counter()
     if "hybrid" in baselines:
         raise ConfigError("--baselines: 'hybrid' is always evaluated; name the others")
@@ -91,13 +95,14 @@ def evaluate(data_dir: str | Path, *, report_dir: str | Path, config: TrainConfi
     ks = tuple(sorted({int(k) for k in ks}))
     if max_users is not None and max_users < 2:
         raise ConfigError(f"max_users must be >= 2, got {max_users}")
+    workers = check_workers(workers)
     config = config or TrainConfig()
     dataset = load_dataset(data_dir)
     say = None if quiet else (lambda message: print(message, flush=True))
     models = ("hybrid", *dict.fromkeys(baselines))
     folds = backtest(dataset, config, cutoff=None if cutoff is None else utc(cutoff),
                      folds=folds, models=models, ks=ks, max_users=max_users, seed=seed,
-                     progress=progress, log=say)
+                     progress=progress, log=say, workers=workers)
     set_thread_policy("serve")
     report = build_backtest_report(folds, ks, Uncertainty(alpha, n_resamples, seed),
                                    open_bandit, data_dir, max_users)
@@ -190,10 +195,11 @@ def parse_ks(text: str) -> tuple[int, ...]:
 def evaluate_command(args: argparse.Namespace) -> None:
     """CLI wrapper: ``recsys evaluate --data DIR --report DIR [--cutoff T] [--folds N]
     [--config FILE] [--baselines ...] [--k 5,10,20] [--max-users N] [--seed S]
-    [--resamples N] [--open-bandit DIR] [--progress]``."""
+    [--resamples N] [--open-bandit DIR] [--workers N] [--quiet] [--progress]``."""
     evaluate(args.data, report_dir=args.report, config=load_train_config(args.config),
              cutoff=args.cutoff, folds=args.folds,
              baselines=(parse_list(args.baselines, "--baselines") if args.baselines is not None
                         else DEFAULT_BASELINES), ks=parse_ks(args.k),
              max_users=args.max_users, seed=args.seed, n_resamples=args.resamples,
-             open_bandit=args.open_bandit or OPEN_BANDIT, progress=args.progress)
+             open_bandit=args.open_bandit or OPEN_BANDIT, workers=args.workers,
+             progress=progress_wanted(quiet=args.quiet, force=args.progress), quiet=args.quiet)

@@ -1,13 +1,21 @@
-"""``recsys recommend``: batch top-k lists for a file of users, through the serving code."""
+"""``recsys recommend``: batch top-k lists for a file of users, through the serving code.
+
+The shoppers are scored in chunks on every core (:mod:`recsys.batch`: one single-threaded
+worker process per core, forked with the loaded bundle); the file is the same whatever
+``workers`` is.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
+from recsys.batch import Progress, check_workers, map_chunks
 from recsys.errors import DataError
 from recsys.recommender import SURFACES, HybridRecommender, Request
 from recsys.threads import set_thread_policy
@@ -27,16 +35,44 @@ def read_users(path: str | Path) -> list[str]:
     return users
 
 
+@dataclass(frozen=True)
+class Ask:
+    """What every shopper of the batch is asked (the workers inherit it with the bundle)."""
+
+    rec: HybridRecommender
+    timestamp: pd.Timestamp | None
+    k: int
+    surface: str
+
+
+def csv_rows(ask: Ask, users: Sequence[str]) -> tuple[str, int]:
+    """The CSV text of ``users``' lists and its number of rows (run in a worker: text is the
+    cheapest thing to send back)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    rows = 0
+    for user in users:
+        response = ask.rec.recommend(Request(user_id=user, timestamp=ask.timestamp, k=ask.k,
+                                             surface=ask.surface), explain=False)
+        for item in response.items:
+            writer.writerow([user, item.rank, item.item_id, f"{item.score:.6f}"])
+        rows += len(response.items)
+    return buffer.getvalue(), rows
+
+
 def recommend_batch(bundle: str | Path, users_file: str | Path, out: str | Path, *, k: int = 10,
-                    at: str | None = None, surface: str = "for_you",
-                    progress: bool = True) -> int:
-    """Write ``user_id, rank, item_id, score`` rows; returns the number of rows written."""
+                    at: str | None = None, surface: str = "for_you", workers: int | None = 1,
+                    progress: bool = False) -> int:
+    """Write ``user_id, rank, item_id, score`` rows; returns the number of rows written.
+
+    ``workers``: processes scoring in parallel (None: every core); ``progress``: a progress
+    line on stderr (:class:`recsys.batch.Progress`).
+    """
     if not 1 <= k <= 100:
         raise DataError(f"--k {k} (expected 1..100)")
     if surface not in SURFACES:
         raise DataError(f"--surface {surface!r} (expected one of {', '.join(SURFACES)})")
-    set_thread_policy("serve")
-    rec = HybridRecommender.load(bundle)
+    workers = check_workers(workers)
     timestamp = None
     if at is not None:
         try:
@@ -45,14 +81,15 @@ def recommend_batch(bundle: str | Path, users_file: str | Path, out: str | Path,
             raise DataError(f"--at {at!r}: not a timestamp (expected ISO 8601)") from None
         timestamp = timestamp.tz_localize("UTC") if timestamp.tzinfo is None else timestamp
     users = read_users(users_file)
+    set_thread_policy("serve")
+    ask = Ask(HybridRecommender.load(bundle), timestamp, k, surface)
+    bar = Progress(len(users), "recommend") if progress else None
     rows = 0
     with Path(out).open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["user_id", "rank", "item_id", "score"])
-        for user in tqdm(users, disable=not progress, desc="recommend", mininterval=2.0):
-            response = rec.recommend(Request(user_id=user, timestamp=timestamp, k=k,
-                                             surface=surface), explain=False)
-            for item in response.items:
-                writer.writerow([user, item.rank, item.item_id, f"{item.score:.6f}"])
-                rows += 1
+        csv.writer(fh).writerow(["user_id", "rank", "item_id", "score"])
+        for text, n in map_chunks(csv_rows, users, state=ask, workers=workers, progress=bar):
+            fh.write(text)
+            rows += n
+    if bar is not None:
+        bar.close()
     return rows

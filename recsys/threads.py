@@ -10,6 +10,9 @@ cores. So:
   default (its own config): its matrices are small, and 2 threads measured 2-30x slower than 1
   on a shared 2-core machine.
 * ``"serve"``: everything single-threaded; parallelism comes from uvicorn workers.
+* batch scoring (``recsys recommend``, ``recsys evaluate``): the same in each worker process
+  (:func:`set_worker_threads`); parallelism comes from one worker per core
+  (:mod:`recsys.batch`).
 
 Call :func:`set_thread_policy` once, at the top of a CLI command or app start-up. torch is
 never imported for this (serving does not need it); code that imports torch calls
@@ -56,3 +59,15 @@ def apply_to_torch() -> None:
     import torch
 
     torch.set_num_threads(1 if _state.get("policy", "serve") == "serve" else training_threads())
+
+
+def set_worker_threads() -> None:
+    """One thread for BLAS, OpenMP (FAISS, LightGBM) and torch in a batch-scoring worker.
+
+    A forked worker inherits its parent's policy, which after fitting is ``"train"`` (all
+    cores): N such workers on N cores would each start N threads and fight. OpenMP is limited
+    by threadpoolctl as well as through FAISS, so any OpenMP runtime loaded is covered.
+    """
+    _state.pop("policy", None)
+    set_thread_policy("serve")
+    _state["openmp"] = threadpool_limits(limits=1, user_api="openmp")

@@ -24,6 +24,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 from pydantic import Field
 
@@ -33,8 +35,9 @@ from recsys.data import aggregates as pandas_agg
 from recsys.data.aggregates import CoCounts, ItemSums
 from recsys.data.idmap import IdMap
 from recsys.data.interactions import InteractionConfig
+from recsys.data.spark.read import ROW
 from recsys.data.spark.session import SparkSettings
-from recsys.data.validate import ValidationReport, load_dataset
+from recsys.data.validate import Dataset, ValidationReport, load_dataset
 from recsys.errors import ConfigError, DataError
 
 Engine = Literal["pandas", "spark"]
@@ -223,3 +226,43 @@ def prepare(directory: str | Path, config: PrepareConfig | None = None, *,
     if engine == "spark":
         return _prepare_spark(directory, config, start, end, now, spark, scratch)
     raise ConfigError(f"engine {engine!r} (expected one of {', '.join(ENGINES)})")
+
+
+def validated_dataset(directory: str | Path, *, engine: Engine = "pandas",
+                      now: pd.Timestamp | None = None, spark: SparkSettings | None = None,
+                      scratch: str | Path | None = None) -> Dataset:
+    """The validated dataset (canonical events in file order, the catalog, the report), the
+    validation and deduplication run by ``engine``: what ``recsys train --engine spark`` fits
+    from. The pandas engine is :func:`~recsys.data.validate.load_dataset`."""
+    if engine == "pandas":
+        return load_dataset(directory, now=now)
+    if engine != "spark":
+        raise ConfigError(f"engine {engine!r} (expected one of {', '.join(ENGINES)})")
+    from recsys.data.spark.session import spark_session
+    from recsys.data.spark.validate import validate_events
+
+    with _scratch(scratch) as tmp:
+        valid = validate_events(spark_session(spark), directory, tmp, now=now)
+        path = str(tmp / "events_valid.parquet")
+        # in file order, as pandas keeps them; through Parquet, not the driver JVM's heap
+        valid.frame.orderBy(ROW).select(*C.EVENT_COLUMNS).write.mode("overwrite").parquet(path)
+        table = pq.read_table(path)
+    return Dataset(canonical_frame(table), valid.items, valid.report)
+
+
+def canonical_frame(table: pa.Table) -> pd.DataFrame:
+    """Valid events from Spark (Arrow) with the pandas validator's dtypes: ids and sessions as
+    categories of strings, timestamps ``datetime64[ns, UTC]``, the vocabularies as categories
+    in :mod:`recsys.columns`' order."""
+    col = {name: table.column(name).to_pandas() for name in C.EVENT_COLUMNS}
+    ts = pd.to_datetime(col[C.TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
+    return pd.DataFrame({
+        C.USER_ID: col[C.USER_ID].astype(str).astype("category"),
+        C.ITEM_ID: col[C.ITEM_ID].astype(str).astype("category"),
+        C.TIMESTAMP: ts,
+        C.EVENT_TYPE: pd.Categorical(col[C.EVENT_TYPE], categories=list(C.EVENT_TYPES)),
+        C.QUANTITY: col[C.QUANTITY].astype("int32"),
+        C.PRICE: col[C.PRICE].astype("float64"),
+        C.SESSION_ID: col[C.SESSION_ID].astype("string").astype("category"),
+        C.DEVICE: pd.Categorical(col[C.DEVICE], categories=list(C.DEVICES)),
+    })
