@@ -97,7 +97,7 @@ class TrainConfig(StrictModel):
     # first-stage fit per window), while the windows so far ask fewer than ranker_min_queries
     # returning shoppers. A shop whose holdout asks a few hundred shoppers learns from earlier
     # months too; a big shop's holdout alone is enough (and each window costs a fit)
-    ranker_windows: int = Field(4, ge=1)
+    ranker_windows: int = Field(5, ge=1)
     ranker_min_queries: int = Field(4000, ge=0)
     # a training query's session context keeps its last this-many views (a product page
     # shows a short recently-viewed strip)
