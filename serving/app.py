@@ -27,11 +27,13 @@ from serving.event_store import EventStore, is_postgres_url, open_store
 from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.health import ServedWindow
+from serving.live_sync import LiveSync
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import install_openapi
 from serving.replicas import BundleSource, ControlSync, startup_paths
 from serving.routes import (
     admin,
+    catalog,
     dashboard,
     dashboard_page,
     events,
@@ -101,6 +103,12 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
                          store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
                          keys=keys)
     state.control = ControlSync(state, last_control)
+    state.live_sync = LiveSync(state)
+    try:
+        state.live_sync.rebuild()
+    except BaseException:
+        state.close()
+        raise
     return state
 
 
@@ -123,6 +131,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
         state.start_erasure_poll(settings.erasure_poll_s)
         if state.control is not None:
             state.control.start(settings.control_poll_s)
+        if state.live_sync is not None:
+            state.live_sync.start(settings.live.poll_s)
         settle_heap()
         metrics.start()
         state.ready = True
@@ -141,7 +151,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.state.served_window = served
     metrics.watch_served(served, lambda: _catalog_items(app))
     errors.install(app)
-    for module in (recommendations, events, experiments, admin, health, dashboard,
+    for module in (recommendations, events, catalog, experiments, admin, health, dashboard,
                    dashboard_page):
         app.include_router(module.router)
     install_openapi(app, settings.limits)
@@ -152,7 +162,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
                        guarded_path=recommendations.RECOMMENDATIONS_PATH, served=served)
     if settings.cors.allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors.allow_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Content-Type", KEY_HEADER], max_age=600)
     return app
 

@@ -4,7 +4,7 @@ never read).
 
 | role        | routes                                               | accepts            |
 |-------------|------------------------------------------------------|--------------------|
-| ``write``   | ``POST /v1/events`` (later: catalog writes)          | write or admin key |
+| ``write``   | ``POST /v1/events``, catalog writes                  | write or admin key |
 | ``read``    | experiments, their results, ``/metrics``             | read or admin key  |
 | ``dashboard`` | the dashboard: ``/dashboard``, ``/v1/dashboard/*`` | dashboard or admin |
 | ``admin``   | reload, erasure; experiment salts in the answers     | admin key          |
@@ -45,7 +45,7 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     "dashboard": ("dashboard", "admin"), "admin": ("admin",),
 }
 _PURPOSE = {
-    "write": "sends events (a shop's back end or browser tracker)",
+    "write": "sends events and catalog changes (a shop's back end)",
     "read": "reads experiment definitions, results and metrics",
     "dashboard": "the read-only dashboard",
     "admin": "reloads bundles, erases users, sees experiment salts; accepted everywhere",

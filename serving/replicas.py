@@ -17,9 +17,12 @@ one store. What one of them is told must reach all:
   process whose configuration names another path was deployed with that bundle on purpose, and
   its configuration wins (log line), until the next reload.
 * **erasures** travel through the audit log instead (:mod:`serving.privacy`).
+* **catalog changes** are ``catalog`` records of the same log, applied by
+  :mod:`serving.live_sync` (every ``live.poll_s``; :mod:`serving.catalog`), which this class
+  skips.
 
-The control log is typed by ``kind`` so that catalog changes and a model-registry champion
-pointer can join reloads later; a process ignores (and logs) kinds it does not know.
+The control log is typed by ``kind`` so that a model-registry champion pointer can join
+later; a process ignores (and logs) kinds it does not know.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.errors import RecsysError
-from serving.event_store import RELOAD, ControlRecord, EventStore
+from serving.event_store import CATALOG, RELOAD, ControlRecord, EventStore
 
 if TYPE_CHECKING:
     from serving.state import LoadedBundle, ServingState
@@ -113,7 +116,7 @@ class ControlSync:
         if not records:
             return []
         for r in records:
-            if r.kind != RELOAD and r.kind not in self._unknown_kinds:
+            if r.kind not in (RELOAD, CATALOG) and r.kind not in self._unknown_kinds:
                 self._unknown_kinds.add(r.kind)
                 log.warning("control record #%d of kind %r is not known to this version; "
                             "ignored", r.id, r.kind)

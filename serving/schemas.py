@@ -214,6 +214,78 @@ class EventBatchResponse(BaseModel):
     errors: list[EventError]
 
 
+# ---------------------------------------------------------------------- catalog
+MAX_TITLE = 1_000
+MAX_DESCRIPTION = 20_000
+Title = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE, pattern=NO_NUL)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
+Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION, pattern=NO_NUL)]
+Flag = Annotated[bool, Field(strict=True)]
+# The catalog keeps ids stripped (Python's str.strip), so an id with a blank at either end would
+# become another id: refused. The blanks are spelt out, as regex flavours disagree on "\s".
+_EDGE = (r"[^\x00\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+         r"\u3000]")
+CatalogId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT,
+                                             pattern=f"^{_EDGE}([^\\x00]*{_EDGE})?$")]
+
+
+class ItemChangeIn(RequestModel):
+    """One item to create or update: its id and the fields to set (a field left out keeps its
+    value; a new item needs only its id: title defaults to the id, category to 'unknown')."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "item_id": "i-new-1", "title": "Red enamel mug", "category": "kitchen",
+        "brand": "Brilozal", "price": 9.5, "description": "350 ml, dishwasher safe",
+        "in_stock": True}]})
+
+    item_id: CatalogId = Field(description="no blank at either end")
+    title: Title | None = None
+    category: Category | None = None
+    brand: Category | None = None
+    price: Price | None = Field(None, description=f"unit price, 0..{MAX_PRICE:g}")
+    description: Description | None = None
+    in_stock: Flag | None = None
+    first_seen: Timestamp | None = Field(None, description="launch time (ISO 8601; naive = "
+                                         "UTC): a new item is 'new' from then on")
+    listed: Flag | None = Field(None, description="false delists the item (never served "
+                                "again); true lists it again")
+
+    def change(self) -> dict[str, Any]:
+        """The fields given, JSON-ready (what the control log stores)."""
+        out = self.model_dump(exclude_none=True, mode="json")
+        if self.first_seen is not None:
+            ts = self.first_seen if self.first_seen.tzinfo else self.first_seen.replace(
+                tzinfo=UTC)
+            out["first_seen"] = ts.isoformat()
+        return out
+
+
+class CatalogChangesIn(RequestModel):
+    items: list[ItemChangeIn] = Field(min_length=1, description="1..max_batch (1000) item "
+                                      "changes; one item id at most once")
+
+
+class CatalogChangesOut(BaseModel):
+    control_id: int = Field(description="the control-log record that carries the change to "
+                            "every worker and replica (and to later restarts)")
+    created: list[str] = Field(description="items new to the catalog")
+    updated: list[str] = Field(description="items that were in the catalog")
+    delisted: list[str] = Field(description="items delisted by this change")
+    catalog_items: int = Field(description="items in the served catalog now (listed or not)")
+
+
+class CatalogItemOut(BaseModel):
+    item_id: str
+    title: str
+    category: str
+    brand: str | None
+    price: float | None
+    description: str | None
+    in_stock: bool
+    first_seen: datetime | None
+    listed: bool
+
+
 # ---------------------------------------------------------------------- experiments
 class VariantOut(BaseModel):
     name: str

@@ -4,7 +4,9 @@ store an event batch. Route handlers translate the results and errors into respo
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,10 +16,12 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from recsys.history import UserEvents
 from recsys.recommender import HybridRecommender, Recommendation, Request
 from recsys.rules import Filters
 from serving.experiments import assign
 from serving.exposures import Exposure
+from serving.live import live_context, live_history, request_events
 from serving.schemas import (
     EventBatchResponse,
     EventError,
@@ -78,6 +82,35 @@ def to_request(body: RecommendationRequest) -> Request:
                         price_max=f.price_max, exclude_items=tuple(f.exclude_items)))
 
 
+def with_live(state: ServingState, rec: HybridRecommender, body: RecommendationRequest,
+              request: Request) -> tuple[Request, UserEvents | None]:
+    """The request with the live state (:mod:`serving.live`): the history with the shopper's
+    events since the bundle, and the session's cart and recent views where the request sends
+    none (a context field it sends wins)."""
+    if not len(state.live):
+        return request, None
+    events, session = request_events(state.live, body.user_id, body.session_id)
+    if not events:
+        return request, None
+    now = None if request.timestamp is None else int(request.timestamp.timestamp())
+    history = live_history(rec, body.user_id, events, before=now)
+    sent = body.context.model_fields_set
+    if "cart" in sent and "recent_views" in sent:
+        return request, history
+    if session:
+        since = None        # the session's events are the session, whatever their age
+    else:                   # a user's: their recent ones
+        session = events
+        since = int((time.time() if now is None else now) - state.settings.live.session_window_s)
+    limits = state.settings.limits
+    ctx = live_context(session, since=since, before=now, max_cart=limits.max_cart,
+                       max_views=limits.max_recent_views)
+    cart = ctx.cart if "cart" not in sent and ctx.cart else request.cart
+    views = (ctx.recent_views if "recent_views" not in sent and ctx.recent_views
+             else request.recent_views)
+    return dataclasses.replace(request, cart=cart, recent_views=views), history
+
+
 def _utc(ts: pd.Timestamp) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts
 
@@ -99,7 +132,8 @@ def recommend(state: ServingState, body: RecommendationRequest, *, arm: Arm | No
         arm = choose_arm(state, body.user_id, body.session_id)
     bundle = state.bundles[arm.bundle]     # looked up once: a reload cannot change it midway
     rec = serving_recommender(bundle, arm.pipeline)
-    result = rec.recommend(to_request(body))
+    request, history = with_live(state, rec, body, to_request(body))
+    result = rec.recommend(request, history=history)
     warnings = list(result.warnings)
     unknown = [c for c in body.filters.categories if c not in rec.catalog.category_index]
     if unknown:

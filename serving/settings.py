@@ -72,8 +72,9 @@ class KeySettings(StrictModel):
     """API keys by role, each read at app creation from the environment variable ``*_env``
     names (or given directly, for tests: ``admin = "..."``; never put real keys in a file).
 
-    * ``write``: ``POST /v1/events`` (and, later, catalog writes): a shop's back end, or a
-      browser tracker (then the key is public: it only lets a client add events);
+    * ``write``: ``POST /v1/events`` and the catalog writes (``/v1/catalog/items``): a shop's
+      back end. A browser tracker sending events with it makes the key public, and the
+      catalog writes with it: keep the write key on servers;
     * ``read``: experiment definitions, counts and results, ``/metrics``;
     * ``dashboard``: the read-only dashboard (``/dashboard`` and ``/v1/dashboard/*``; also
       accepted as the password of HTTP Basic, which is how a browser sends it);
@@ -150,6 +151,28 @@ class ExposureLog(StrictModel):
     flush_interval_ms: float = Field(50.0, gt=0)
 
 
+class LiveSettings(StrictModel):
+    """Live shopper state (:mod:`serving.live`): what each worker keeps of the events stored
+    since its bundle was trained, and how often it reads the store for new ones."""
+
+    # how often each worker reads the events (and catalog changes) every worker stored; an
+    # accepted event reaches every worker's state within about this. 0 = never (the state is
+    # then what start-up rebuilt)
+    poll_s: float = Field(0.5, ge=0)
+    max_shoppers: int = Field(100_000, ge=1)     # users kept; the least recently used go first
+    max_sessions: int = Field(100_000, ge=1)     # sessions kept, likewise
+    max_events: int = Field(200, ge=1)           # newest events kept per user or session
+    # events of a user within this before the request time are their current session (the
+    # cart and recent views of a request that sends none); a session id is a session whatever
+    # its age
+    session_window_s: float = Field(1800.0, gt=0)
+    # after a restart the state is rebuilt from the store: the events received within this,
+    # newest first, at most rebuild_max_events
+    rebuild_window_s: float = Field(7 * 86400.0, ge=0)
+    rebuild_max_events: int = Field(1_000_000, ge=0)
+    max_rows_per_poll: int = Field(20_000, ge=100)
+
+
 def _store_location(value: object) -> object:
     """A ``postgresql://`` URL stays text; anything else is a SQLite file path."""
     if not isinstance(value, str) or "://" not in value:
@@ -185,6 +208,7 @@ class ServingSettings(StrictModel):
     guardrails: Guardrails = Field(default_factory=Guardrails)
     health: HealthSettings = Field(default_factory=HealthSettings)
     exposures: ExposureLog = Field(default_factory=ExposureLog)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     # requests run on each bundle after loading, so the first real request is not the slow one
     warmup_requests: int = Field(5, ge=0)
     # how often each worker applies erasures recorded by other workers (0 = never)

@@ -20,15 +20,18 @@ from typing import TYPE_CHECKING
 
 from recsys.manifest import Manifest
 from recsys.recommender import HybridRecommender, Request
+from serving.catalog import apply_catalog
 from serving.event_store import EventStore
 from serving.experiments import ExperimentsConfig
 from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
+from serving.live import LiveState
 from serving.metrics import Metrics
 from serving.privacy import Erased, ErasureTracker
 from serving.settings import ROLES, ServingSettings
 
 if TYPE_CHECKING:
+    from serving.live_sync import LiveSync
     from serving.replicas import ControlSync
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class LoadedBundle:
     manifest: Manifest
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     erasures: ErasureTracker = field(default_factory=ErasureTracker)
+    catalog_id: int = 0      # the last catalog control record applied (serving.catalog)
 
     @property
     def version(self) -> str:
@@ -81,13 +85,15 @@ def settle_heap() -> None:
 
 def load_serving_bundle(name: str, path: str | Path, store: EventStore, warmup: int = 5
                         ) -> LoadedBundle:
-    """Load, apply every erasure recorded so far, warm up. Raises BundleError when broken."""
+    """Load, apply every erasure and catalog change recorded so far, warm up. Raises
+    BundleError when broken."""
     started = time.perf_counter()
     rec = HybridRecommender.load(path)
     assert rec.manifest is not None
     bundle = LoadedBundle(name, Path(path), rec, rec.manifest)
     bundle.erasures.apply(rec, store)
-    warm_up(rec, warmup)
+    apply_catalog(bundle, store)
+    warm_up(bundle.recommender, warmup)
     log.info("bundle %s %s loaded from %s in %.2fs", name, bundle.version, path,
              time.perf_counter() - started)
     return bundle
@@ -116,6 +122,11 @@ class ServingState:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.control: ControlSync | None = None   # set by serving.app (serving.replicas)
+        live = settings.live
+        # the events stored since the bundles were trained, per shopper (serving.live)
+        self.live = LiveState(max_shoppers=live.max_shoppers, max_sessions=live.max_sessions,
+                              max_events=live.max_events)
+        self.live_sync: LiveSync | None = None     # set by serving.app (serving.live_sync)
         for b in bundles.values():
             metrics.set_model(b.name, b.version)
 
@@ -123,17 +134,23 @@ class ServingState:
         """Replace the bundle called ``new.name``; returns the old one."""
         with self._erasure_lock:
             new.erasures.apply(new.recommender, self.store)   # erasures made while loading
+            apply_catalog(new, self.store)                    # catalog changes, likewise
             old = self.bundles[new.name]
             self.bundles[new.name] = new      # one assignment: atomic for readers
         self.metrics.set_model(new.name, new.version, previous=old.version)
         return old
 
     def erase_user(self, user_id: str) -> tuple[dict[str, int], dict[str, Erased]]:
-        """Erase the user from the store (audited) and from every loaded bundle."""
+        """Erase the user from the store (audited), from every loaded bundle and from the live
+        state."""
         with self._erasure_lock:
             # queued exposures of this user must land before the delete, not after it
             self.exposures.flush()
             counts = self.store.delete_user(user_id)
+            if self.live_sync is not None:
+                self.live_sync.forget(user_id)   # after a poll that read them, if one runs
+            else:
+                self.live.forget_user(user_id)
             erased = {}
             for name, bundle in self.bundles.items():
                 done = bundle.erasures.apply(bundle.recommender, self.store)
@@ -146,6 +163,12 @@ class ServingState:
         with self._erasure_lock:
             for bundle in list(self.bundles.values()):
                 bundle.erasures.apply(bundle.recommender, self.store)
+
+    def sync_catalog(self) -> int:
+        """Apply catalog changes recorded (by this or another process) to every bundle;
+        returns the records applied."""
+        with self._erasure_lock:
+            return sum(apply_catalog(b, self.store) for b in list(self.bundles.values()))
 
     def start_erasure_poll(self, interval_s: float) -> None:
         if interval_s <= 0:
@@ -167,6 +190,8 @@ class ServingState:
         self._stop.set()
         if self.control is not None:
             self.control.stop()
+        if self.live_sync is not None:
+            self.live_sync.stop()
         if self._poller is not None:
             self._poller.join(5.0)
         self.exposures.close()

@@ -27,12 +27,14 @@ from serving.event_store.base import (
     ControlRecord,
     EventStore,
     ExportSummary,
+    FeedRow,
     VariantCounts,
     from_micros,
     to_canonical,
     to_micros,
 )
 from serving.event_store.schema import (
+    CATALOG,
     CONTROL_KINDS,
     IMPRESSION,
     RELOAD,
@@ -48,8 +50,9 @@ if TYPE_CHECKING:
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 __all__ = [
-    "CONTROL_KINDS", "EVENT_KEYS", "IMPRESSION", "MIGRATIONS", "RELOAD", "SCHEMA_VERSION",
-    "STORE_EVENT_TYPES", "ControlRecord", "EventStore", "ExportSummary", "PostgresEventStore",
+    "CATALOG", "CONTROL_KINDS", "EVENT_KEYS", "IMPRESSION", "MIGRATIONS", "RELOAD",
+    "SCHEMA_VERSION", "STORE_EVENT_TYPES", "ControlRecord", "EventStore", "ExportSummary",
+    "FeedRow", "PostgresEventStore",
     "SQLiteEventStore", "StoreError", "VariantCounts", "from_micros", "is_postgres_url",
     "migrate", "open_store", "to_canonical", "to_micros",
 ]

@@ -10,8 +10,8 @@ Four tables, the same in every backend:
   and the model version; one row per ``request_id``. Events carry the ``request_id`` they came
   from, which attributes them to a variant.
 * ``audit`` - what was done to the data (a user erased, with counts).
-* ``control`` - instructions for every replica reading the store (a bundle reload), polled by
-  :mod:`serving.replicas`.
+* ``control`` - instructions for every replica reading the store (a bundle reload, polled by
+  :mod:`serving.replicas`; catalog changes, polled by :mod:`serving.live_sync`).
 
 Timestamps are stored as integer microseconds since the Unix epoch, UTC (``*_us`` columns):
 exact, sortable, and free of time-zone text. Positions are 0-based in events and exposures.
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import pandas as pd
 
@@ -170,6 +170,38 @@ class VariantCounts:
     events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STORE_EVENT_TYPES, 0))
 
 
+class FeedRow(NamedTuple):
+    """One stored event as the live state reads it (:meth:`EventStore.event_feed`): ``seq`` is
+    the store's insertion order (SQLite rowid, PostgreSQL ``seq``)."""
+
+    seq: int
+    event_id: str
+    user_id: str | None
+    session_id: str | None
+    item_id: str
+    event_type: str
+    timestamp_us: int
+    quantity: int
+    price: float | None
+    received_at_us: int
+
+
+FEED_COLUMNS = ("event_id", C.USER_ID, C.SESSION_ID, C.ITEM_ID, C.EVENT_TYPE, "timestamp_us",
+                C.QUANTITY, C.PRICE, "received_at_us")
+
+
+def feed_sql(seq: str, mark: str, *, after: int | None, before: int | None, also: int,
+             limit: int) -> str:
+    """The query of :meth:`EventStore.event_feed` (``seq``: the backend's order column)."""
+    select = f"SELECT {seq}, {', '.join(FEED_COLUMNS)} FROM events"
+    if before is not None:
+        return f"{select} WHERE {seq} < {mark} ORDER BY {seq} DESC LIMIT {int(limit)}"
+    where = f"{seq} > {mark}"
+    if also:
+        where += f" OR {seq} IN ({', '.join([mark] * also)})"
+    return f"{select} WHERE {where} ORDER BY {seq} LIMIT {int(limit)}"
+
+
 @dataclass(frozen=True)
 class ControlRecord:
     """One instruction of the control log: ``kind`` (one of :data:`CONTROL_KINDS`), what it is
@@ -275,6 +307,14 @@ class EventStore(ABC):
     def control_log(self, after_id: int = 0, kind: str | None = None) -> list[ControlRecord]:
         """Control records with an id above ``after_id`` (of one kind, if given), oldest first;
         ids grow in commit order, as in :meth:`audit_log`."""
+
+    @abstractmethod
+    def event_feed(self, *, after: int = 0, also: Sequence[int] = (),
+                   before: int | None = None, limit: int = 10_000) -> list[FeedRow]:
+        """Events in insertion order, for the live state (:mod:`serving.live_sync`): those
+        after ``after`` and those whose order is in ``also`` (gaps noticed earlier), oldest
+        first; or, with ``before``, those before it, newest first (a rebuild reads back).
+        At most ``limit`` rows."""
 
     @abstractmethod
     def export_events(self, out_dir: str | Path,

@@ -52,11 +52,13 @@ from serving.event_store.base import (
     ControlRecord,
     EventStore,
     ExportSummary,
+    FeedRow,
     VariantCounts,
     check_control,
     event_filter,
     event_row,
     exposure_row,
+    feed_sql,
     from_micros,
     now_us,
     origin,
@@ -282,6 +284,20 @@ class PostgresEventStore(EventStore):
             rows = conn.execute(sql + " ORDER BY id", params).fetchall()
         return [ControlRecord(i, k, subject, payload, who, from_micros(at))
                 for i, k, subject, payload, who, at in rows]
+
+    def event_feed(self, *, after: int = 0, also: Sequence[int] = (),
+                   before: int | None = None, limit: int = 10_000) -> list[FeedRow]:
+        # seq is taken at insert, not at commit: a row may appear after rows with a larger seq
+        # (the caller re-asks for the gaps it saw, ``also``)
+        if before is not None:
+            sql = feed_sql("seq", "%s", after=None, before=before, also=0, limit=limit)
+            params: list[Any] = [before]
+        else:
+            sql = (feed_sql("seq", "%s", after=after, before=None, also=0, limit=limit)
+                   .replace("WHERE seq > %s", "WHERE seq > %s OR seq = ANY(%s)"))
+            params = [after, list(also)]
+        with self._transaction(snapshot=True) as conn:
+            return [FeedRow(*row) for row in conn.execute(sql, params)]
 
     def export_events(self, out_dir: str | Path,
                       items: pd.DataFrame | None = None) -> ExportSummary:

@@ -16,10 +16,12 @@ IMPRESSION = "impression"
 STORE_EVENT_TYPES: tuple[str, ...] = (IMPRESSION, *C.EVENT_TYPES)
 
 # Kinds of record in the ``control`` table: instructions every replica reading the store
-# applies (serving.replicas). Only "reload" exists now; the kind column is plain text, so a
-# new kind (a catalog change, a model-registry champion pointer) needs code, not a migration.
+# applies: "reload" (serving.replicas) and "catalog" (item changes, serving.catalog). The kind
+# column is plain text, so a new kind (a model-registry champion pointer) needs code, not a
+# migration.
 RELOAD = "reload"
-CONTROL_KINDS: tuple[str, ...] = (RELOAD,)
+CATALOG = "catalog"
+CONTROL_KINDS: tuple[str, ...] = (RELOAD, CATALOG)
 
 
 class StoreError(RecsysError):

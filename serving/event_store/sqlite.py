@@ -31,11 +31,13 @@ from serving.event_store.base import (
     ControlRecord,
     EventStore,
     ExportSummary,
+    FeedRow,
     VariantCounts,
     check_control,
     event_filter,
     event_row,
     exposure_row,
+    feed_sql,
     from_micros,
     now_us,
     origin,
@@ -48,6 +50,7 @@ from serving.event_store.sqlite_schema import migrate
 BUSY_TIMEOUT_S = 10.0
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # ~40 MB with 4 KiB pages
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # truncate a WAL left larger than this after a burst
+MAX_FEED_GAPS = 10_000  # SQL variables per event_feed query (SQLite allows 32,766)
 
 # Only a repeated event_id is skipped. INSERT OR IGNORE would also silently skip rows that break
 # a CHECK or NOT NULL constraint, and count them as "duplicates".
@@ -258,6 +261,15 @@ class SQLiteEventStore(EventStore):
             rows = conn.execute(sql + " ORDER BY id", params).fetchall()
         return [ControlRecord(i, k, subject, json.loads(payload), who, from_micros(at))
                 for i, k, subject, payload, who, at in rows]
+
+    def event_feed(self, *, after: int = 0, also: Sequence[int] = (),
+                   before: int | None = None, limit: int = 10_000) -> list[FeedRow]:
+        # rowid follows commit order: one writer at a time holds the lock from insert to commit
+        also = list(also)[:MAX_FEED_GAPS]
+        sql = feed_sql("rowid", "?", after=after, before=before, also=len(also), limit=limit)
+        params = [before] if before is not None else [after, *also]
+        with self._snapshot() as conn:
+            return [FeedRow(*row) for row in conn.execute(sql, params)]
 
     def export_events(self, out_dir: str | Path,
                       items: pd.DataFrame | None = None) -> ExportSummary:
