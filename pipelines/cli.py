@@ -129,6 +129,24 @@ def _cmd_events(args: argparse.Namespace) -> None:
           "(DELETE /v1/users/{id}) does not reach it: delete or re-export it after erasures")
 
 
+def _cmd_models(args: argparse.Namespace) -> None:
+    from pipelines.models import models_command
+
+    models_command(args)
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from pipelines.retrain import retrain_command
+
+    return retrain_command(args)
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from pipelines.monitor import monitor_command
+
+    return monitor_command(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from pipelines.demo import run_demo
 
@@ -223,6 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--store", required=True, help="the event store: a SQLite file (e.g. "
                    "var/events.db) or a postgresql:// URL")
     e.add_argument("--out", required=True, help="directory for events.parquet")
+
+    from pipelines.models import add_arguments as models_arguments
+    from pipelines.monitor import add_arguments as monitor_arguments
+    from pipelines.retrain import add_arguments as retrain_arguments
+
+    p = add("models", _cmd_models, "the model registry: list versions, register a bundle, "
+            "promote a version to champion, roll back to the previous champion")
+    models_arguments(p)
+
+    p = add("retrain", _cmd_retrain, "train a candidate on the original data plus the event "
+            "store's events, gate it against the champion, register it, promote it on a pass "
+            "(once, or every INTERVAL as a long-lived loop)")
+    retrain_arguments(p)
+
+    p = add("monitor", _cmd_monitor, "drift and health of live traffic against the training "
+            "snapshot: JSON and an HTML report with plots (exit 1 when an alert fires)")
+    monitor_arguments(p)
 
     p = add("validate", _cmd_validate, "validate a dataset directory against the data contract")
     p.add_argument("directory", help="dataset directory (events.* and items.*)")

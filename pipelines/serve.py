@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``serve`` command's arguments (for ``pipelines/cli.py``)."""
     parser.add_argument("--bundle", help="bundle directory to serve as 'default' (overrides the "
                         "config's bundles.default)")
+    parser.add_argument("--registry", help="model registry directory: serve its champion and "
+                        "follow the champion pointer (overrides the config's registry)")
     parser.add_argument("--config", help="serving TOML (see configs/serving.toml)")
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="default: 8000")
@@ -92,13 +94,15 @@ def serve_command(args: argparse.Namespace) -> None:
     stopped. Blocks."""
     import uvicorn
 
-    from serving.settings import BUNDLE_ENV, CONFIG_ENV, load_settings
+    from serving.settings import BUNDLE_ENV, CONFIG_ENV, REGISTRY_ENV, load_settings
 
     if args.workers < 1:
         raise RecsysError(f"--workers must be >= 1, got {args.workers}")
-    settings = load_settings(args.config, bundle=args.bundle)
+    settings = load_settings(args.config, bundle=args.bundle, registry=args.registry)
     settings.experiments_config()     # unknown bundle names in experiments fail before start
-    for name, path in settings.bundles.items():
+    from serving.champion import with_champion
+
+    for name, path in with_champion(settings).bundles.items():
         check_bundle(name, Path(path))
     check_store(settings)
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
@@ -117,6 +121,8 @@ def serve_command(args: argparse.Namespace) -> None:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     if args.bundle:
         os.environ[BUNDLE_ENV] = str(Path(args.bundle).resolve())
+    if args.registry:
+        os.environ[REGISTRY_ENV] = str(Path(args.registry).resolve())
     created = metrics_dir()
     try:
         uvicorn.run("serving.app:app_from_env", factory=True, workers=args.workers, **common)

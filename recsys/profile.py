@@ -65,13 +65,20 @@ class FeatureProfile:
         shares = {name: _shares(v, edges[name]) for name, v in columns.items()}
         return cls(edges, shares, len(scores))
 
+    def live_shares(self, features: np.ndarray, names: Sequence[str], scores: np.ndarray
+                    ) -> dict[str, np.ndarray]:
+        """Share of live rows per bin (this profile's bins, missing last) of each profiled
+        feature (and the score)."""
+        columns = {name: features[:, j] for j, name in enumerate(names)}
+        columns[SCORE] = scores
+        return {name: _shares(values, self.edges[name])
+                for name, values in columns.items() if name in self.shares}
+
     def psi(self, features: np.ndarray, names: Sequence[str], scores: np.ndarray
             ) -> dict[str, float]:
         """PSI of each profiled feature (and the score) for live rows of ``names`` columns."""
-        columns = {name: features[:, j] for j, name in enumerate(names)}
-        columns[SCORE] = scores
-        return {name: psi(self.shares[name], _shares(values, self.edges[name]))
-                for name, values in columns.items() if name in self.shares}
+        return {name: psi(self.shares[name], live)
+                for name, live in self.live_shares(features, names, scores).items()}
 
     def save(self, directory: Path) -> list[str]:
         body = {name: {"edges": self.edges[name].tolist(), "shares": self.shares[name].tolist()}

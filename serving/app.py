@@ -22,6 +22,7 @@ from recsys.threads import set_thread_policy
 from serving import errors
 from serving.auth import KEY_HEADER
 from serving.body_limit import BodySizeLimit
+from serving.champion import ChampionFollower, with_champion
 from serving.cors import CORSMiddleware
 from serving.event_store import EventStore, is_postgres_url, open_store
 from serving.exposures import ExposureWriter
@@ -29,6 +30,7 @@ from serving.guardrails import GuardrailMonitor
 from serving.health import ServedWindow
 from serving.live_sync import LiveSync
 from serving.metrics import Metrics, MetricsMiddleware
+from serving.monitoring import Monitor
 from serving.openapi import install_openapi
 from serving.replicas import BundleSource, ControlSync, startup_paths
 from serving.routes import (
@@ -39,6 +41,7 @@ from serving.routes import (
     events,
     experiments,
     health,
+    monitoring,
     recommendations,
 )
 from serving.settings import DEFAULT_BUNDLE, ServingSettings, settings_from_env
@@ -81,6 +84,7 @@ def load_startup_bundle(name: str, source: BundleSource, configured: Path, store
 def build_state(settings: ServingSettings, metrics: Metrics, guardrails: GuardrailMonitor,
                 keys: dict[str, str]) -> ServingState:
     """Open the store, load and warm every bundle, start the exposure writer."""
+    settings = with_champion(settings)
     experiments_config = settings.experiments_config()   # ConfigError before any loading
     store = open_serving_store(settings)
     try:
@@ -109,6 +113,8 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
     except BaseException:
         state.close()
         raise
+    if settings.registry is not None:
+        state.champion = ChampionFollower(state, settings.registry)
     return state
 
 
@@ -133,6 +139,12 @@ def create_app(settings: ServingSettings) -> FastAPI:
             state.control.start(settings.control_poll_s)
         if state.live_sync is not None:
             state.live_sync.start(settings.live.poll_s)
+        if state.champion is not None:
+            state.champion.start(settings.registry_poll_s)
+        if monitor is not None:
+            state.monitor = monitor
+            monitor.set_bundle(state.bundles[DEFAULT_BUNDLE])
+            monitor.start(state)
         settle_heap()
         metrics.start()
         state.ready = True
@@ -150,9 +162,12 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.state.serving = None
     app.state.served_window = served
     metrics.watch_served(served, lambda: _catalog_items(app))
+    monitor = Monitor(settings.monitoring, served) if settings.monitoring.enabled else None
+    if monitor is not None:
+        metrics.watch_monitor(monitor)
     errors.install(app)
-    for module in (recommendations, events, catalog, experiments, admin, health, dashboard,
-                   dashboard_page):
+    for module in (recommendations, events, catalog, experiments, admin, health, monitoring,
+                   dashboard, dashboard_page):
         app.include_router(module.router)
     install_openapi(app, settings.limits)
     # the last added is outermost: metrics see every answer, 413s included; sizes are checked

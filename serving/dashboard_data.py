@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from recsys import columns as C
 from recsys.history import TYPE_CODE
 from recsys.recommender import HybridRecommender
+from recsys.registry import read_champion
 from serving.dashboard_schema import (
     Availability,
     BundleOut,
@@ -48,11 +49,12 @@ from serving.state import LoadedBundle, ServingState
 PURCHASE = TYPE_CODE[C.PURCHASE]
 MAX_PURCHASES = 50
 REGISTRY_NOTE = ("No model registry on this server yet: the champion is the bundle loaded "
-                 "from the configured path, and its history is not kept. The 'Closed loop' "
-                 "issue adds a registry of versions with a champion pointer.")
-DRIFT_NOTE = ("No drift monitoring on this server yet: the stability of features and scores "
-              "against the training snapshot comes with the 'Closed loop' issue. Coverage, "
-              "concentration and the fallback rate of recent traffic are under Live traffic.")
+                 "from the configured path, and its history is not kept. Serve a registry "
+                 "(registry = DIR, or recsys serve --registry DIR) for versions, a champion "
+                 "pointer every worker follows, and rollback (docs/operations.md).")
+DRIFT_NOTE = ("Drift monitoring is off on this server ([monitoring] enabled = false). "
+              "Coverage, concentration and the fallback rate of recent traffic are under Live "
+              "traffic.")
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -108,14 +110,45 @@ def live_out(window: ServedWindow, rec: HybridRecommender) -> LiveOut:
                            for le, n in overall.latency_histogram])
 
 
+def registry_availability(state: ServingState) -> Availability:
+    """The registry's champion pointer, in a sentence."""
+    root = state.settings.registry
+    if root is None:
+        return Availability(available=False, note=REGISTRY_NOTE)
+    champion = read_champion(root)
+    if champion is None:
+        return Availability(available=True, note=f"Registry {root}: no champion yet.")
+    back = champion.lineage[-2] if len(champion.lineage) > 1 else "nothing"
+    return Availability(available=True, note=(
+        f"Registry {root}: champion {champion.version} since {champion.promoted_at} "
+        f"({champion.reason}); rollback goes to {back}. Every worker follows the pointer "
+        f"(checked every {state.settings.registry_poll_s:g} s)."))
+
+
+def drift_availability(state: ServingState) -> Availability:
+    """The monitor's last evaluation of this worker, in a sentence (GET /v1/monitoring and
+    ``recsys monitor`` have the numbers and plots)."""
+    monitor = state.monitor
+    if monitor is None:
+        return Availability(available=False, note=DRIFT_NOTE)
+    report = monitor.last or monitor.evaluate(state)
+    firing = ", ".join(report.firing) or "none"
+    shown = ", ".join(f"{c.name} {c.value:.3g}" for c in report.checks if c.value is not None)
+    shown = shown or "No verdict yet (too little traffic)"
+    return Availability(available=True, note=(
+        f"Monitoring (this worker, {report.at}): alerts firing: {firing}. {shown}. "
+        f"{report.rows} served rows sampled. Details: GET /v1/monitoring, recsys monitor "
+        "(docs/operations.md)."))
+
+
 def model_health(state: ServingState, window: ServedWindow) -> ModelHealth:
     champion = state.bundles[DEFAULT_BUNDLE]
     others = [b for name, b in state.bundles.items() if name != DEFAULT_BUNDLE]
     return ModelHealth(
         generated_at=datetime.now(UTC).isoformat(), champion=bundle_out(champion),
         bundles=[bundle_out(b) for b in [champion, *others]],
-        registry=Availability(available=False, note=REGISTRY_NOTE),
-        drift=Availability(available=False, note=DRIFT_NOTE),
+        registry=registry_availability(state),
+        drift=drift_availability(state),
         live=live_out(window, champion.recommender))
 
 

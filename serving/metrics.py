@@ -13,7 +13,9 @@ Exposed at ``GET /metrics``:
 * ``recsys_model_info{bundle, version}``, ``recsys_reloads_total{bundle, result}``;
 * ``recsys_guardrail_value{variant, guardrail}`` and ``recsys_guardrail_ok{...}``: the live
   guardrails of experiment variants (see :mod:`serving.guardrails`);
-* ``recsys_served_*{arm}``: the window of recently served lists (see :mod:`serving.health`).
+* ``recsys_served_*{arm}``: the window of recently served lists (see :mod:`serving.health`);
+* ``recsys_monitor_value{check}``, ``recsys_alert{check}``, ``recsys_feature_psi{feature}``...:
+  drift and health monitoring (see :mod:`serving.monitoring`).
 
 **Several workers of one host** (``recsys serve --workers N``, or uvicorn/gunicorn workers):
 prometheus-client's multiprocess mode, on when ``PROMETHEUS_MULTIPROC_DIR`` names a directory
@@ -45,6 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.guardrails import GuardrailMonitor
 from serving.health import Served, ServedWindow, ServedWindowCollector
+from serving.monitoring import GAUGES, Monitor, report_samples
 
 NO_VARIANT = "none"
 VARIANT_KEY = "variant"          # request.state keys the handlers set for the middleware
@@ -185,6 +188,38 @@ class Metrics:
     def watch_served(self, window: ServedWindow, catalog_items: Callable[[], int | None]
                      ) -> None:
         self.registry.register(ServedWindowCollector(window, catalog_items))
+
+    def watch_monitor(self, monitor: Monitor) -> None:
+        """The drift and health monitor's gauges (its last evaluation)."""
+        if not self.multiprocess_dir:
+            self.registry.register(_MonitorCollector(monitor))
+            return
+        # multiprocess: each worker publishes its own; /metrics shows the worst live worker
+        gauges = {name: Gauge(name, help_, list(labels), registry=None,
+                              multiprocess_mode="livemax")
+                  for name, (help_, labels) in GAUGES.items()}
+
+        def publish() -> None:
+            for name, samples in report_samples(monitor.last).items():
+                for labels, value in samples:
+                    (gauges[name].labels(*labels) if labels else gauges[name]).set(value)
+
+        self._sampled.append(publish)
+
+
+class _MonitorCollector(Collector):
+    """The monitor's last report, read at scrape time."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        for name, samples in report_samples(self.monitor.last).items():
+            help_, labels = GAUGES[name]
+            family = GaugeMetricFamily(name, help_, labels=list(labels))
+            for values, value in samples:
+                family.add_metric(list(values), value)
+            yield family
 
 
 class _GuardrailCollector(Collector):

@@ -133,7 +133,15 @@ def recommend(state: ServingState, body: RecommendationRequest, *, arm: Arm | No
     bundle = state.bundles[arm.bundle]     # looked up once: a reload cannot change it midway
     rec = serving_recommender(bundle, arm.pipeline)
     request, history = with_live(state, rec, body, to_request(body))
-    result = rec.recommend(request, history=history)
+    # drift monitoring samples what the bundle's feature profile describes: the default
+    # bundle's hybrid for_you lists
+    monitor = state.monitor if record else None
+    sample = (monitor is not None and arm.bundle == DEFAULT_BUNDLE
+              and arm.pipeline == DEFAULT_PIPELINE and request.surface == "for_you")
+    result = rec.recommend(request, history=history, with_features=sample)
+    if (sample and monitor is not None and result.features is not None
+            and result.scores is not None):
+        monitor.record_served(bundle.version, result.features, result.scores)
     warnings = list(result.warnings)
     unknown = [c for c in body.filters.categories if c not in rec.catalog.category_index]
     if unknown:
@@ -183,6 +191,8 @@ def ingest_events(state: ServingState, raw_events: Sequence[Any]) -> EventBatchR
             continue
         valid.append(event.model_dump(exclude_none=True))
     inserted, duplicates = state.store.add_events(valid) if valid else (0, 0)
+    if state.monitor is not None and valid:
+        state.monitor.record_events(valid, datetime.now(UTC))
     m = state.metrics.events
     m.labels("inserted").inc(inserted)
     m.labels("duplicate").inc(duplicates)

@@ -27,6 +27,7 @@ from serving.experiments import Experiment, ExperimentsConfig, load_experiments
 DEFAULT_BUNDLE = "default"
 CONFIG_ENV = "RECSYS_SERVING_CONFIG"  # app_from_env: path of the settings TOML
 BUNDLE_ENV = "RECSYS_SERVING_BUNDLE"  # app_from_env: overrides bundles.default
+REGISTRY_ENV = "RECSYS_SERVING_REGISTRY"  # app_from_env: overrides registry
 
 
 class Limits(StrictModel):
@@ -63,6 +64,50 @@ class HealthSettings(StrictModel):
     rate_window_s: float = Field(60.0, gt=0)        # the request rate is taken over this
     # popularity concentration: the share of slots that go to this top fraction of the catalog
     top_fraction: float = Field(0.01, gt=0, le=1)
+
+
+MONITOR_CHECKS: tuple[str, ...] = ("feature_psi", "score_psi", "coverage", "top_share",
+                                   "fallback_rate", "unknown_item_rate", "ingest_lag_s")
+
+
+class MonitoringSettings(StrictModel):
+    """Drift and health monitoring (:mod:`serving.monitoring`): what each worker samples, how
+    often it evaluates, and the thresholds of its alerts (``docs/operations.md`` says what to
+    do about each). A threshold of ``None`` turns its alert off (the value is still shown)."""
+
+    enabled: bool = True
+    interval_s: float = Field(30.0, gt=0)           # how often each worker evaluates
+    # served feature rows (top-k of hybrid for_you answers of the default bundle) kept
+    sample_rows: int = Field(20_000, ge=100)
+    min_rows: int = Field(500, ge=10)               # no PSI verdict on fewer rows
+    events_window: int = Field(5000, ge=10)         # ingested events kept for the event checks
+    min_events: int = Field(100, ge=1)              # no event verdict on fewer
+    # PSI rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a large shift
+    feature_psi: float | None = Field(0.25, gt=0)   # the largest PSI over ranker features
+    # features whose PSI is shown but left out of feature_psi: the calendar (a window of live
+    # traffic covers a few hours of one day; the training profile covers weeks)
+    psi_ignore: tuple[str, ...] = ("hour", "dow")
+    score_psi: float | None = Field(0.25, gt=0)     # PSI of the ranking score
+    min_coverage: float | None = Field(None, ge=0, le=1)   # distinct items served / catalog
+    max_top_share: float | None = Field(0.5, ge=0, le=1)   # slots to the top 1% of items
+    max_fallback_rate: float | None = Field(None, ge=0, le=1)
+    # share of ingested events naming an item the served bundle does not know (new items)
+    max_unknown_item_rate: float | None = Field(0.05, ge=0, le=1)
+    max_ingest_lag_s: float | None = Field(300.0, gt=0)    # p95 of received - event time
+    # when an alert of one of these checks fires, write this file (recsys retrain --every
+    # watches it; the registry's retrain.trigger) at most once per retrain_cooldown_s
+    retrain_trigger: Path | None = None
+    retrain_on: tuple[str, ...] = ("feature_psi", "score_psi", "unknown_item_rate")
+    retrain_cooldown_s: float = Field(3600.0, ge=0)
+
+    @field_validator("retrain_on")
+    @classmethod
+    def _known_checks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in MONITOR_CHECKS]
+        if unknown:
+            raise ValueError(f"retrain_on: unknown check(s) {', '.join(unknown)} (expected "
+                             f"some of {', '.join(MONITOR_CHECKS)})")
+        return value
 
 
 ROLES: tuple[str, ...] = ("write", "read", "dashboard", "admin")
@@ -194,7 +239,13 @@ def _store_location(value: object) -> object:
 class ServingSettings(StrictModel):
     """Everything ``create_app`` needs; see ``configs/serving.toml`` for a commented example."""
 
-    bundles: dict[str, Path]                   # name -> bundle directory; one named "default"
+    # name -> bundle directory; one named "default" (unless a registry provides it)
+    bundles: dict[str, Path] = Field(default_factory=dict)
+    # a model registry (recsys models / recsys retrain): the default bundle is its champion, and
+    # every worker follows the champion pointer, checking it every registry_poll_s (0 = only
+    # at start-up); a configured default bundle is served only while the registry has none
+    registry: Path | None = None
+    registry_poll_s: float = Field(2.0, ge=0)
     # a SQLite file (created if missing), or a postgresql:// URL shared by every replica
     event_store: Annotated[Path | str, BeforeValidator(_store_location)] = Path("var/events.db")
     # PostgreSQL only: connections each process may open (API threads, exposure writer, pollers)
@@ -207,6 +258,7 @@ class ServingSettings(StrictModel):
     limits: Limits = Field(default_factory=Limits)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     exposures: ExposureLog = Field(default_factory=ExposureLog)
     live: LiveSettings = Field(default_factory=LiveSettings)
     # requests run on each bundle after loading, so the first real request is not the slow one
@@ -217,13 +269,12 @@ class ServingSettings(StrictModel):
     # worker) is applied by every other one within this (0 = never)
     control_poll_s: float = Field(2.0, ge=0)
 
-    @field_validator("bundles")
-    @classmethod
-    def _has_default(cls, bundles: dict[str, Path]) -> dict[str, Path]:
-        if DEFAULT_BUNDLE not in bundles:
+    @model_validator(mode="after")
+    def _has_default(self) -> ServingSettings:
+        if DEFAULT_BUNDLE not in self.bundles and self.registry is None:
             raise ValueError(f"bundles needs one named '{DEFAULT_BUNDLE}' (got: "
-                             f"{', '.join(bundles) or 'none'})")
-        return bundles
+                             f"{', '.join(self.bundles) or 'none'}), or give a registry")
+        return self
 
     @model_validator(mode="after")
     def _one_experiment_source(self) -> ServingSettings:
@@ -234,35 +285,43 @@ class ServingSettings(StrictModel):
     def experiments_config(self) -> ExperimentsConfig:
         """The experiments, validated against the configured bundle names."""
         if self.experiments_file is not None:
-            return load_experiments(self.experiments_file, known_bundles=set(self.bundles))
+            return load_experiments(self.experiments_file,
+                                    known_bundles={*self.bundles, DEFAULT_BUNDLE})
         try:
             return ExperimentsConfig(experiments=self.experiments).validate_against(
-                set(self.bundles))
+                {*self.bundles, DEFAULT_BUNDLE})
         except ValueError as exc:   # duplicate names (pydantic) surface as ValueError
             raise ConfigError(f"experiments: {exc}") from None
 
 
-def load_settings(path: str | Path | None = None, *, bundle: str | Path | None = None
-                  ) -> ServingSettings:
+def load_settings(path: str | Path | None = None, *, bundle: str | Path | None = None,
+                  registry: str | Path | None = None) -> ServingSettings:
     """Settings from a TOML file; ``bundle`` overrides (or, without a file, sets) the default
-    bundle. Raises ConfigError naming the bad key."""
+    bundle, ``registry`` the model registry. Raises ConfigError naming the bad key."""
     if path is None:
-        if bundle is None:
-            raise ConfigError("serving needs a bundle: give --bundle or --config")
-        return ServingSettings(bundles={DEFAULT_BUNDLE: Path(bundle)})
-    if bundle is None:
-        return load_config(ServingSettings, path)
-    # validate the file first (unknown keys, missing default) then replace the default path
+        if bundle is None and registry is None:
+            raise ConfigError("serving needs a bundle: give --bundle, --registry or --config")
+        return ServingSettings(
+            bundles={} if bundle is None else {DEFAULT_BUNDLE: Path(bundle)},
+            registry=None if registry is None else Path(registry))
     settings = load_config(ServingSettings, path)
-    return settings.model_copy(update={"bundles": {**settings.bundles,
-                                                   DEFAULT_BUNDLE: Path(bundle)}})
+    # the file was validated first (unknown keys, missing default); then the overrides
+    update: dict[str, object] = {}
+    if bundle is not None:
+        update["bundles"] = {**settings.bundles, DEFAULT_BUNDLE: Path(bundle)}
+    if registry is not None:
+        update["registry"] = Path(registry)
+    return settings.model_copy(update=update) if update else settings
 
 
 def settings_from_env() -> ServingSettings:
     """Settings for ``serving.app:app_from_env`` (uvicorn workers): the TOML named by
-    ``RECSYS_SERVING_CONFIG`` and/or the bundle in ``RECSYS_SERVING_BUNDLE``."""
+    ``RECSYS_SERVING_CONFIG`` and/or the bundle in ``RECSYS_SERVING_BUNDLE`` and/or the
+    registry in ``RECSYS_SERVING_REGISTRY``."""
     path = os.environ.get(CONFIG_ENV) or None
     bundle = os.environ.get(BUNDLE_ENV) or None
-    if path is None and bundle is None:
-        raise ConfigError(f"set {CONFIG_ENV} (settings TOML) and/or {BUNDLE_ENV} (bundle dir)")
-    return load_settings(path, bundle=bundle)
+    registry = os.environ.get(REGISTRY_ENV) or None
+    if path is None and bundle is None and registry is None:
+        raise ConfigError(f"set {CONFIG_ENV} (settings TOML) and/or {BUNDLE_ENV} (bundle dir) "
+                          f"and/or {REGISTRY_ENV} (model registry)")
+    return load_settings(path, bundle=bundle, registry=registry)

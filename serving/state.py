@@ -28,10 +28,12 @@ from serving.guardrails import GuardrailMonitor
 from serving.live import LiveState
 from serving.metrics import Metrics
 from serving.privacy import Erased, ErasureTracker
-from serving.settings import ROLES, ServingSettings
+from serving.settings import DEFAULT_BUNDLE, ROLES, ServingSettings
 
 if TYPE_CHECKING:
     from serving.live_sync import LiveSync
+    from serving.champion import ChampionFollower
+    from serving.monitoring import Monitor
     from serving.replicas import ControlSync
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,8 @@ class ServingState:
         self.live = LiveState(max_shoppers=live.max_shoppers, max_sessions=live.max_sessions,
                               max_events=live.max_events)
         self.live_sync: LiveSync | None = None     # set by serving.app (serving.live_sync)
+        self.champion: ChampionFollower | None = None   # serving.app, with a registry
+        self.monitor: Monitor | None = None    # serving.app, unless monitoring is off
         for b in bundles.values():
             metrics.set_model(b.name, b.version)
 
@@ -138,6 +142,8 @@ class ServingState:
             old = self.bundles[new.name]
             self.bundles[new.name] = new      # one assignment: atomic for readers
         self.metrics.set_model(new.name, new.version, previous=old.version)
+        if self.monitor is not None and new.name == DEFAULT_BUNDLE:
+            self.monitor.set_bundle(new)
         return old
 
     def erase_user(self, user_id: str) -> tuple[dict[str, int], dict[str, Erased]]:
@@ -192,6 +198,10 @@ class ServingState:
             self.control.stop()
         if self.live_sync is not None:
             self.live_sync.stop()
+        if self.champion is not None:
+            self.champion.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
         if self._poller is not None:
             self._poller.join(5.0)
         self.exposures.close()

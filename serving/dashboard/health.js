@@ -1,6 +1,6 @@
-// The model health view: the champion from its manifest (offline metrics, data spans), what
-// does not exist yet on this server (registry, drift), and this worker's window of served lists
-// (GET /v1/dashboard/health).
+// The model health view: the champion from its manifest (offline metrics, data spans), the
+// registry's champion pointer and the drift monitor's verdict (or why they are not on this
+// server), and this worker's window of served lists (GET /v1/dashboard/health).
 import { barChart, hbarChart, lineChart } from "./charts.js";
 import {
   badge, clear, dateTime, day, el, errorBox, fmt, getJSON, num, pointer, section, table,

@@ -76,9 +76,9 @@ def experiment_results(name: ExperimentName, state: StateDep) -> ExperimentReado
 def health(state: StateDep, window: Annotated[ServedWindow, Depends(served_window)]
            ) -> ModelHealth:
     """The champion ('default' bundle) and every loaded bundle from their manifests, the model
-    registry and drift panels (not on this server yet: said so), and this worker's window of
-    recently served lists: request rate, latency percentiles, fallback rate, catalog coverage
-    and the share of slots going to the top 1% of items, per arm."""
+    registry's champion pointer and the drift monitor's verdict (or why they are off), and this
+    worker's window of recently served lists: request rate, latency percentiles, fallback
+    rate, catalog coverage and the share of slots going to the top 1% of items, per arm."""
     return data.model_health(state, window)
 
 

@@ -99,7 +99,7 @@ def test_every_operation_keeps_its_contract(fuzzed_app: FastAPI, mode: Generatio
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
     bundle = fuzzed_app.state.fuzz_bundle
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 21
+    assert len(operations) == 22
 
     for operation in operations:
         raw = operation.definition.raw

@@ -318,7 +318,7 @@ def test_health_window_matches_the_lists_served(client: TestClient) -> None:
     assert champion["version"] == manifest.version and champion["catalog_items"] == catalog
     assert champion["models"]["als"]["valid_metrics"] == manifest.models["als"].valid_metrics
     assert h["registry"]["available"] is False and "registry" in h["registry"]["note"]
-    assert h["drift"]["available"] is False
+    assert h["drift"]["available"] is True and "alerts firing" in h["drift"]["note"]
 
 
 def test_experiments_and_readout_are_the_experiments_endpoints(client: TestClient) -> None:
