@@ -31,8 +31,8 @@ from serving.privacy import Erased, ErasureTracker
 from serving.settings import DEFAULT_BUNDLE, ROLES, ServingSettings
 
 if TYPE_CHECKING:
-    from serving.live_sync import LiveSync
     from serving.champion import ChampionFollower
+    from serving.live_sync import LiveSync
     from serving.monitoring import Monitor
     from serving.replicas import ControlSync
 
