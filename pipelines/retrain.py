@@ -292,10 +292,12 @@ def _history_end(manifest: Manifest) -> datetime | None:
 
 
 def run_loop(once: Callable[[str], object], every_s: float, trigger: Path | None,
-             stop: threading.Event, *, wait_first: bool = False, check_s: float = 5.0) -> int:
+             stop: threading.Event, *, wait_first: bool = False, check_s: float = 5.0,
+             stale: Callable[[str], str | None] | None = None) -> int:
     """Call ``once(reason)`` every ``every_s`` and whenever ``trigger`` appears (it is
     removed first), until ``stop`` is set; returns the number of runs. A run that fails is
-    logged and the loop goes on."""
+    logged and the loop goes on. ``stale(text)`` says why a trigger needs no run (None: it
+    does)."""
     next_due = time.monotonic() + (every_s if wait_first else 0.0)
     runs = 0
     while not stop.is_set():
@@ -303,7 +305,11 @@ def run_loop(once: Callable[[str], object], every_s: float, trigger: Path | None
         if trigger is not None and trigger.exists():
             text = trigger.read_text().strip()
             trigger.unlink(missing_ok=True)
-            reason = f"triggered: {text or trigger}"
+            why = stale(text) if stale is not None else None
+            if why is None:
+                reason = f"triggered: {text or trigger}"
+            else:
+                print(f"retrain: trigger skipped ({text}): {why}", flush=True)
         elif time.monotonic() >= next_due:
             reason = "scheduled"
         if reason is not None:
@@ -316,6 +322,21 @@ def run_loop(once: Callable[[str], object], every_s: float, trigger: Path | None
             next_due = time.monotonic() + every_s
         stop.wait(max(0.01, min(check_s, next_due - time.monotonic())))
     return runs
+
+
+def stale_trigger(registry: Registry) -> Callable[[str], str | None]:
+    """A trigger names the bundle whose alert wrote it (``... bundle VERSION: ...``, see
+    :mod:`serving.monitoring`); once another version is champion (a retrain promoted one since)
+    the alert is answered. Every worker writes the trigger on its own alert, so without this
+    one drift would start as many runs, back to back, as there are workers."""
+    def why(text: str) -> str | None:
+        match = re.search(r"\bbundle (\S+?):", text)
+        champion = registry.champion()
+        if match is None or champion is None or match.group(1) == champion.version:
+            return None
+        return f"{match.group(1)} is no longer the champion ({champion.version} is)"
+
+    return why
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -365,6 +386,6 @@ def retrain_command(args: argparse.Namespace) -> int:
     print(f"retrain: every {args.every}, trigger file {trigger} "
           f"(started {datetime.now(UTC).isoformat(timespec='seconds')})", flush=True)
     runs = run_loop(once, every, trigger, stop, wait_first=args.wait_first,
-                    check_s=args.check_every)
+                    check_s=args.check_every, stale=stale_trigger(registry))
     print(f"retrain: stopped after {runs} run(s)", flush=True)
     return 0

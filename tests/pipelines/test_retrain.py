@@ -250,3 +250,38 @@ def test_catalog_api_changes_in_the_store_join_the_data(shop: dict[str, Path],
     assert items.loc[old, C.TITLE] == old_title     # a field the change left out is kept
     assert "new-1" in set(merged.events[C.ITEM_ID].astype(str))
     assert store_catalog(str(shop["store"])) is None
+
+
+def test_a_trigger_about_a_replaced_champion_starts_no_run(tmp_path: Path) -> None:
+    """Each worker writes the trigger on its own alert; one written during a run about the
+    champion that run replaced is answered: skipped, no second run."""
+    from pipelines.retrain import stale_trigger
+    from tests.test_registry import fake_bundle
+
+    registry = Registry(tmp_path / "registry")
+    v1 = registry.register(fake_bundle(tmp_path, "v1"))
+    v2 = registry.register(fake_bundle(tmp_path, "v2"))
+    registry.promote(v1)
+    why = stale_trigger(registry)
+    assert why(f"2026-01-01T00:00:00+00:00 bundle {v1}: unknown_item_rate 1 > 0.05") is None
+    assert why("2026-01-01T00:00:00+00:00 recsys monitor: feature_psi") is None
+    trigger = tmp_path / "retrain.trigger"
+    stop = threading.Event()
+    reasons: list[str] = []
+
+    def once(reason: str) -> None:
+        reasons.append(reason)
+        if len(reasons) == 1:       # another worker's alert while the run promotes v2
+            trigger.write_text(f"2026-01-01T00:00:01+00:00 bundle {v1}: unknown_item_rate 1")
+            registry.promote(v2)
+        else:
+            stop.set()
+
+    trigger.write_text(f"2026-01-01T00:00:00+00:00 bundle {v1}: unknown_item_rate 1")
+    thread = threading.Thread(target=run_loop, args=(once, 0.5, trigger, stop),
+                              kwargs={"check_s": 0.05, "wait_first": True, "stale": why})
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert reasons[0].startswith("triggered") and reasons[1] == "scheduled"
+    assert not trigger.exists()
