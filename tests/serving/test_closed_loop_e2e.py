@@ -74,10 +74,15 @@ class Traffic(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        from recsys import columns as C
+        from recsys.data.synthetic_truth import DEVICE_SHARE
+
+        devices = np.random.default_rng(0).choice(list(C.DEVICES), 997, p=DEVICE_SHARE)
         n = 0
         while not self.stop.is_set():
             body = {"user_id": self.users[n % len(self.users)], "k": 10,
-                    "context": {"timestamp": self.at.isoformat()}}
+                    "context": {"timestamp": self.at.isoformat(),
+                                "device": str(devices[n % len(devices)])}}
             n += 1
             try:
                 r = httpx.post(f"{self.base}/v1/recommendations", json=body, timeout=10)
@@ -195,17 +200,19 @@ def firing(report: dict[str, object]) -> str:
     return "; ".join(f"{c['name']} {c['value']:.3g} ({c['detail']})" for c in checks) or "none"
 
 
-def new_in_lists(base: str, users: list[str]) -> tuple[float, set[str]]:
-    """Share of ``users`` whose for_you list (k=10, at the end of the launch week) has an item
-    of the new category, and the model versions that answered."""
-    hits, versions = 0, set()
-    for user in users:
+def new_in_lists(base: str, bought: dict[str, set[str]]) -> tuple[float, float, set[str]]:
+    """Shares of the buyers whose for_you list (k=10, at the end of the launch week) has an
+    item of the new category, and one of it they have not bought; the versions that answered."""
+    hits, unbought, versions = 0, 0, set()
+    for user, theirs in bought.items():
         r = httpx.post(f"{base}/v1/recommendations", timeout=10, json={
             "user_id": user, "k": 10, "context": {"timestamp": END.isoformat()}})
         assert r.status_code == 200, r.text
-        hits += any(i["item_id"] in NEW_ITEMS for i in r.json()["items"])
+        shown = {i["item_id"] for i in r.json()["items"]} & set(NEW_ITEMS)
+        hits += bool(shown)
+        unbought += bool(shown - theirs)
         versions.add(r.json()["model_version"])
-    return hits / len(users), versions
+    return hits / len(bought), unbought / len(bought), versions
 
 
 def versions_by_worker(base: str, tries: int = 40) -> dict[int, str]:
@@ -322,7 +329,11 @@ retrain_on = ["unknown_item_rate"]
             purchases = sum(e["event_type"] == "purchase" for e in events)
             timeline.mark(f"{len(buyers)} shoppers buy the new category: {len(events)} events "
                           f"posted ({purchases} purchases)")
-            share_before, answered = new_in_lists(base, buyers)
+            bought: dict[str, set[str]] = {}
+            for e in events:
+                if e["event_type"] == "purchase":
+                    bought.setdefault(str(e["user_id"]), set()).add(str(e["item_id"]))
+            share_before, other_before, answered = new_in_lists(base, bought)
             assert answered == {v1}, answered
 
             # ---- drift flagged: the alert gauge, the trigger; the retrain loop runs on it
@@ -336,8 +347,9 @@ retrain_on = ["unknown_item_rate"]
                  str(registry.root), "--data", str(original), "--store", str(store), "--rules",
                  str(tmp_path / "gate.toml"), "--every", "6h", "--wait-first", "--check-every",
                  "0.5"], cwd=ROOT, env=env, stdout=rlog, stderr=subprocess.STDOUT, text=True)
-            timeline.mark("recsys retrain --every 6h started: it finds the trigger and runs",
-                          at=watch.wait("run", 30))
+            timeline.mark("recsys retrain --every 6h --wait-first started")
+            timeline.mark("the loop found the trigger: store exported, data merged, fitting a "
+                          "candidate", at=watch.wait("run", 60))
             mon = run_cli(["monitor", "--server", base, "--out", str(tmp_path / "monitor"),
                            "--key", READ_KEY, "--samples", "10"], env, timeout=60)
             report = json.loads((tmp_path / "monitor" / "monitor.json").read_text())
@@ -361,10 +373,11 @@ retrain_on = ["unknown_item_rate"]
             # the other worker's trigger (its own alert, about v1): answered, no second run
             wait_for("the loop to read the last trigger", lambda: not trigger.exists(), 10)
 
-            share_after, answered = new_in_lists(base, buyers)
+            share_after, other_after, answered = new_in_lists(base, bought)
             assert answered == {v2}, answered
-            timeline.mark(f"new category in for_you lists of its buyers: {share_before:.0%} "
-                          f"before the retrain, {share_after:.0%} after")
+            timeline.mark(f"new category in its buyers' for_you lists: {share_before:.0%} "
+                          f"before the retrain, {share_after:.0%} after (an item of it they "
+                          f"have not bought: {other_before:.0%} -> {other_after:.0%})")
             assert share_after >= 0.5 and share_after > share_before
 
             # ---- rollback
