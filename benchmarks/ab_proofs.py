@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.aa_simulation import ShopSim, run_experiments, run_srm  # noqa: E402
+from evaluation.backtest import backtest  # noqa: E402
 from evaluation.experiment_readout import (  # noqa: E402
     experiment_frame,
     experiment_results,
@@ -55,7 +56,6 @@ from evaluation.experiment_stats import (  # noqa: E402
     compare_variants,
     unit_table,
 )
-from evaluation.offline import make_window, recommend_lists, score_lists  # noqa: E402
 from pipelines.experiment import live_guardrails  # noqa: E402
 from pipelines.simulate import SimConfig, simulate, wait_ready  # noqa: E402
 from pipelines.train import train  # noqa: E402
@@ -63,7 +63,6 @@ from recsys.config import TrainConfig  # noqa: E402
 from recsys.data.synthetic import ShopConfig, generate_shop  # noqa: E402
 from recsys.data.synthetic_truth import ShopTruth  # noqa: E402
 from recsys.data.validate import load_dataset  # noqa: E402
-from recsys.recommender import HybridRecommender  # noqa: E402
 from serving.bucketing import bucket, choose_variant  # noqa: E402
 from serving.event_store import SQLiteEventStore  # noqa: E402
 from serving.exposures import Exposure, write_exposures  # noqa: E402
@@ -113,18 +112,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def offline(shop: Path, bundle: Path) -> dict[str, dict[str, float]]:
-    """Both pipelines on the bundle's test split, through the serving code path."""
-    rec = HybridRecommender.load(bundle)
-    assert rec.manifest is not None
-    events = load_dataset(shop).events
-    start = pd.Timestamp(rec.manifest.data.test_start)
-    window = make_window(rec, events[events["timestamp"] >= start], start=start)
-    out = {p: score_lists(recommend_lists(rec.variant(p), window, 10), window, (10,))
-           for p in ("popularity", "hybrid")}
+def offline(shop: Path) -> dict[str, dict[str, float]]:
+    """Both pipelines in the backtest of ``recsys evaluate`` (the served bundle saw every event,
+    so it is not scored itself): the bundle's config fitted before the default cutoff, asked at
+    it, scored on the purchases after it, on ``for_you``."""
+    fold, = backtest(load_dataset(shop), TrainConfig.model_validate(TRAIN),
+                     models=("popularity", "hybrid"), ks=(10,))
+    out = {p: r.means() for p, r in fold.results["for_you"].items()}
     return {p: {k: v for k, v in m.items() if k in {
         "ctr@10", "conversion@10", "revenue_per_user@10", "ndcg@10", "recall@10"}}
-        for p, m in out.items()} | {"window_users": {"n": float(len(window.users))}}
+        for p, m in out.items()} | {"window_users": {"n": float(len(fold.window.users))}}
 
 
 def serve_and_simulate(work: Path, shop: Path, bundle: Path, *, control: str, treatment: str,
@@ -207,7 +204,7 @@ def closed_loop(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         train(shop, bundle, TrainConfig.model_validate(TRAIN), quiet=True)
     prep_seconds = time.perf_counter() - started
     log("offline evaluation")
-    off = offline(shop, bundle)
+    off = offline(shop)
     common = {"seed": args.seed, "visits_per_day": args.visits_per_day,
               "latency_p99_ms": args.latency_p99_ms}
     summary, readout = serve_and_simulate(work, shop, bundle, control="popularity",

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluation.business import NO_PRICES
 from evaluation.offline import EvalWindow, ModelResult, evaluate_pipelines, make_window
 from recsys import columns as C
 from recsys.catalog_update import FIELDS
@@ -98,7 +99,11 @@ def _score(rec: HybridRecommender, dataset: Dataset, start: pd.Timestamp,
     ts = dataset.events[C.TIMESTAMP]
     events = dataset.events[(ts >= start) & ((ts < end) if end is not None else True)]
     events = _with_prices(events, dataset.items)
-    window = make_window(rec, events, start=start, max_users=max_users, seed=seed)
+    priced = has_prices(dataset)
+    if not priced:
+        say(NO_PRICES)
+    window = make_window(rec, events, start=start, max_users=max_users, seed=seed,
+                         priced=priced)
     if len(window.users) < 2:
         raise DataError(f"the window from {start} has {len(window.users)} buyer(s) with "
                         "history before it; need at least 2 (an earlier cutoff or more data)")
@@ -155,7 +160,8 @@ def pooled(folds: Sequence[Fold]) -> tuple[EvalWindow, dict[str, dict[str, Model
     window = EvalWindow(np.concatenate([f.window.users for f in folds]), folds[0].start,
                         [r for f in folds for r in f.window.relevant],
                         [r for f in folds for r in f.window.relevant_new], events,
-                        np.concatenate([f.window.returning for f in folds]))
+                        np.concatenate([f.window.returning for f in folds]),
+                        priced=all(f.window.priced for f in folds))
     results: dict[str, dict[str, ModelResult]] = {}
     for surface in folds[0].results:
         results[surface] = {}
@@ -167,6 +173,13 @@ def pooled(folds: Sequence[Fold]) -> tuple[EvalWindow, dict[str, dict[str, Model
                 {m: float(np.mean([p.catalog[m] for p in parts])) for m in first.catalog},
                 sum(p.seconds for p in parts), [w for p in parts for w in p.warnings])
     return window, results
+
+
+def has_prices(dataset: Dataset) -> bool:
+    """Whether the shop has any price, on an event or in the catalog (without one, revenue
+    cannot be measured: its metrics are left out, :data:`evaluation.business.NO_PRICES`)."""
+    return any(C.PRICE in frame and bool(frame[C.PRICE].notna().any())
+               for frame in (dataset.events, dataset.items))
 
 
 def _with_prices(events: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:

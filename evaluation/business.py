@@ -1,8 +1,9 @@
-"""Business outcomes of recommendations, per user, from the test-window event log.
+"""Business outcomes of recommendations, per user, from the evaluation window's event log.
 
 What a shop cares about is whether recommended items were then engaged with and bought. The
-interface is one long DataFrame of test-window events, the canonical event columns with ids
-already mapped to the evaluation's integer indices:
+interface is one long DataFrame of the window's events (in the backtest, the events after the
+cutoff), the canonical event columns with ids already mapped to the evaluation's integer
+indices:
 
 ==============  =====================================================================
 ``user_id``     row of ``recs`` the event belongs to (0..n_users-1)
@@ -23,6 +24,10 @@ Only events on an item that was in the user's top-k count ("attributed"). Per us
 
 "shown" counts non-empty slots in the top-k; a user with none gets NaN for the per-shown ratios
 and 0 for conversion and revenue (an empty list earns nothing).
+
+A shop without prices (neither the events nor the catalog has one) has no revenue to measure:
+with ``revenue=False`` the revenue metrics (:data:`REVENUE`) are absent, not zero, and
+:data:`NO_PRICES` says why.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ from numpy.typing import ArrayLike
 from evaluation.lists import PAD, check_recs, n_shown
 from recsys import columns as C
 from recsys.errors import DataError
+
+REVENUE: tuple[str, ...] = ("revenue_per_rec", "revenue_per_user", "aov")   # need a price
+NO_PRICES = ("no prices: neither the events nor the catalog has a price, so the revenue metrics "
+             "(revenue_per_rec, revenue_per_user, aov) are not measured")
+
+
+def is_revenue(metric: str) -> bool:
+    """True for a metric that needs prices, e.g. ``"revenue_per_rec@10"``."""
+    return metric.split("@")[0] in REVENUE
 
 
 def _attributed(top: np.ndarray, events: pd.DataFrame) -> pd.DataFrame:
@@ -60,12 +74,15 @@ def _distinct_per_user(frame: pd.DataFrame, n_users: int) -> np.ndarray:
 
 def business_metrics(recs: ArrayLike, events: pd.DataFrame, k: int, *,
                      interaction_types: Iterable[str] = C.EVENT_TYPES,
-                     order_col: str | None = None) -> dict[str, np.ndarray]:
+                     order_col: str | None = None,
+                     revenue: bool = True) -> dict[str, np.ndarray]:
     """Per-user business metrics at ``k`` (see the module docstring for definitions).
 
     ``order_col`` names a column identifying an order (e.g. ``session_id``); without it every
     attributed purchase event counts as one order. The returned dict also holds ``orders``
-    (attributed orders per user) so :func:`business_summary` can pool the AOV.
+    (attributed orders per user) so :func:`business_summary` can pool the AOV. Without
+    ``revenue`` (a shop without prices) prices are not read and the :data:`REVENUE` metrics and
+    ``orders`` are left out.
 
     >>> ev = pd.DataFrame({"user_id": [0, 0, 1], "item_id": [3, 3, 8],
     ...                    "event_type": ["click", "purchase", "purchase"],
@@ -95,6 +112,18 @@ def business_metrics(recs: ArrayLike, events: pd.DataFrame, k: int, *,
     kind = hit[C.EVENT_TYPE].astype(str)
     interacted = _distinct_per_user(hit.loc[kind.isin(wanted)], n_users)
     bought = hit.loc[kind == C.PURCHASE]
+    purchased = _distinct_per_user(bought, n_users)
+
+    def per_shown(x: np.ndarray) -> np.ndarray:
+        ratio = np.full(n_users, np.nan)
+        np.divide(x, shown, out=ratio, where=shown > 0)
+        return ratio
+
+    out = {f"ctr@{k}": per_shown(interacted.astype(float)),
+           f"conversion@{k}": (purchased > 0).astype(float),
+           f"purchase_precision@{k}": per_shown(purchased.astype(float))}
+    if not revenue:
+        return out
     if len(bought) and C.PRICE not in bought.columns:
         raise DataError(f"Missed columns {[C.PRICE]} (needed for revenue)")
     price = bought[C.PRICE].to_numpy(dtype=np.float64) if len(bought) else np.empty(0)
@@ -106,30 +135,16 @@ def business_metrics(recs: ArrayLike, events: pd.DataFrame, k: int, *,
     qty = (bought[C.QUANTITY].to_numpy(dtype=np.float64) if C.QUANTITY in bought.columns
            else np.ones(len(bought)))
     buyer = bought[C.USER_ID].to_numpy(dtype=np.int64)
-    revenue = np.bincount(buyer, weights=price * qty, minlength=n_users)
+    earned = np.bincount(buyer, weights=price * qty, minlength=n_users)
     if order_col is None:
         orders = np.bincount(buyer, minlength=n_users)
     else:
         orders = np.bincount(bought[[C.USER_ID, order_col]].drop_duplicates()[C.USER_ID]
                              .to_numpy(dtype=np.int64), minlength=n_users)
-    purchased = _distinct_per_user(bought, n_users)
-
-    def per_shown(x: np.ndarray) -> np.ndarray:
-        out = np.full(n_users, np.nan)
-        np.divide(x, shown, out=out, where=shown > 0)
-        return out
-
     aov = np.full(n_users, np.nan)
-    np.divide(revenue, orders, out=aov, where=orders > 0)
-    return {
-        f"ctr@{k}": per_shown(interacted.astype(float)),
-        f"conversion@{k}": (purchased > 0).astype(float),
-        f"purchase_precision@{k}": per_shown(purchased.astype(float)),
-        f"revenue_per_rec@{k}": per_shown(revenue),
-        f"revenue_per_user@{k}": revenue,
-        f"aov@{k}": aov,
-        "orders": orders.astype(float),
-    }
+    np.divide(earned, orders, out=aov, where=orders > 0)
+    return {**out, f"revenue_per_rec@{k}": per_shown(earned),
+            f"revenue_per_user@{k}": earned, f"aov@{k}": aov, "orders": orders.astype(float)}
 
 
 def business_summary(per_user: Mapping[str, np.ndarray]) -> dict[str, float]:

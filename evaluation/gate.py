@@ -10,6 +10,9 @@ the same users; :func:`check_gate` then applies the rules of ``configs/gate.toml
   given fraction (0.05 = 5%);
 * ``min_value``: the candidate's value is at least the floor (any metric, e.g. ``coverage@10``).
 
+A rule on a revenue metric is skipped, with its reason, when the shop has no prices (revenue is
+then not measured, :data:`evaluation.business.NO_PRICES`); a skipped rule does not fail the gate.
+
 Example::
 
     rules = load_config(GateRules, "configs/gate.toml")
@@ -25,6 +28,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from evaluation.bootstrap import paired_test
+from evaluation.business import NO_PRICES, is_revenue
 from evaluation.offline import (
     CATALOG,
     PER_USER_BEYOND,
@@ -109,9 +113,11 @@ class RuleResult:
     metric: str
     passed: bool
     reason: str
+    skipped: bool = False   # not applicable to this data (revenue without prices); passed
 
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'}  {self.rule} {self.metric}: {self.reason}"
+        word = "SKIP" if self.skipped else "PASS" if self.passed else "FAIL"
+        return f"{word}  {self.rule} {self.metric}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,10 @@ class GateOutcome:
 
     def lines(self) -> list[str]:
         failed = [f"{r.rule} {r.metric}" for r in self.rules if not r.passed]
-        verdict = (f"gate: PASS ({len(self.rules)} rules, {self.users:,} users)" if not failed
+        skipped = sum(r.skipped for r in self.rules)
+        also = f", {skipped} skipped" if skipped else ""
+        verdict = (f"gate: PASS ({len(self.rules)} rules{also}, {self.users:,} users)"
+                   if not failed
                    else f"gate: FAIL ({len(failed)} of {len(self.rules)} rules: "
                         f"{'; '.join(failed)})")
         return [r.line() for r in self.rules] + [verdict]
@@ -142,6 +151,15 @@ def _value(result: ModelResult, metric: str) -> float:
     return means[metric]
 
 
+def _unpriced(metric: str, *results: ModelResult) -> bool:
+    """A revenue metric that was not measured (the shop has no prices)."""
+    return is_revenue(metric) and any(metric not in r.per_user for r in results)
+
+
+def _skipped(rule: str, metric: str) -> RuleResult:
+    return RuleResult(rule, metric, True, f"skipped, {NO_PRICES}", skipped=True)
+
+
 def check_gate(candidate: ModelResult, champion: ModelResult, rules: GateRules) -> GateOutcome:
     """Apply ``rules`` to two results on the same users (row u = the same user in both)."""
     n = len(next(iter(candidate.per_user.values()), []))
@@ -149,6 +167,9 @@ def check_gate(candidate: ModelResult, champion: ModelResult, rules: GateRules) 
         raise DataError("gate: candidate and champion were not evaluated on the same users")
     out: list[RuleResult] = []
     for m in rules.not_worse:
+        if _unpriced(m, candidate, champion):
+            out.append(_skipped("not_worse", m))
+            continue
         a, b = candidate.per_user[m], champion.per_user[m]
         try:
             t = paired_test(a, b, method="bootstrap", n_resamples=rules.n_resamples,
@@ -165,6 +186,9 @@ def check_gate(candidate: ModelResult, champion: ModelResult, rules: GateRules) 
             f"diff {t.diff:+.4f} [{t.low:+.4f}, {t.high:+.4f}], p={t.p_value:.3g} "
             f"(paired bootstrap, n={t.n:,}, alpha={rules.alpha})"))
     for m, limit in rules.max_relative_drop.items():
+        if _unpriced(m, candidate, champion):
+            out.append(_skipped("max_relative_drop", m))
+            continue
         c, h = _value(candidate, m), _value(champion, m)
         if np.isnan(c) or np.isnan(h):
             out.append(RuleResult("max_relative_drop", m, False,
@@ -176,6 +200,9 @@ def check_gate(candidate: ModelResult, champion: ModelResult, rules: GateRules) 
             f"candidate {c:.4f} vs champion {h:.4f} ({change:+.1%}; allowed drop "
             f"{limit:.0%})"))
     for m, floor in rules.min_value.items():
+        if _unpriced(m, candidate, champion):
+            out.append(_skipped("min_value", m))
+            continue
         c = _value(candidate, m)
         out.append(RuleResult("min_value", m, bool(c >= floor),
                               f"candidate {c:.4f} (floor {floor:g})"))

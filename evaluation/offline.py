@@ -37,6 +37,7 @@ class EvalWindow:
     events: pd.DataFrame                  # user_id = row index, item_id internal, type, price
     returning: np.ndarray                 # bool: user has history before the window
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    priced: bool = True                   # False: the shop has no prices, revenue is not measured
 
     @property
     def relevant_repeat(self) -> list[np.ndarray]:
@@ -53,10 +54,10 @@ class EvalWindow:
 
 def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: pd.Timestamp,
                 max_users: int | None = None, seed: int = 0,
-                with_history: bool = True) -> EvalWindow:
+                with_history: bool = True, priced: bool = True) -> EvalWindow:
     """Users with at least one purchase in ``window_events`` (and, by default, some history
     before ``start``: whom a shop can recommend to at that instant), sampled to
-    ``max_users``."""
+    ``max_users``. ``priced=False``: the shop has no prices (revenue is not measured)."""
     ev = window_events.copy()
     ev[C.USER_ID] = ev[C.USER_ID].astype(str)
     ev["item"] = rec.items.to_internal(ev[C.ITEM_ID], missing="minus_one")
@@ -84,7 +85,8 @@ def make_window(rec: HybridRecommender, window_events: pd.DataFrame, *, start: p
         "user_id": ev["row"].to_numpy(), "item_id": ev["item"].to_numpy(),
         "event_type": ev[C.EVENT_TYPE].astype(str).to_numpy(),
         "price": ev[C.PRICE].to_numpy(np.float64), "quantity": ev[C.QUANTITY].to_numpy()})
-    return EvalWindow(buyers, pd.Timestamp(start), relevant, relevant_new, events, returning)
+    return EvalWindow(buyers, pd.Timestamp(start), relevant, relevant_new, events, returning,
+                      priced=priced)
 
 
 def recommend_lists(rec: HybridRecommender, window: EvalWindow, k: int, *,
@@ -109,7 +111,7 @@ def score_lists(recs: np.ndarray, window: EvalWindow, ks: tuple[int, ...]) -> di
             out[name] = float(np.nanmean(values))
         for name, values in ranking_metrics(recs, window.relevant_new, k).items():
             out[f"new_{name}"] = float(np.nanmean(values))
-        biz = business_metrics(recs, window.events, k)
+        biz = business_metrics(recs, window.events, k, revenue=window.priced)
         for name, values in biz.items():
             if name != "orders":
                 out[name] = float(np.nanmean(values))
@@ -199,7 +201,8 @@ def subset_window(window: EvalWindow, rows: np.ndarray) -> EvalWindow:
     events["user_id"] = new_row[events["user_id"].to_numpy(np.int64)]
     return EvalWindow(window.users[rows], window.start, [window.relevant[i] for i in rows],
                       [window.relevant_new[i] for i in rows], events.reset_index(drop=True),
-                      window.returning[rows], {n: v[rows] for n, v in window.extra.items()})
+                      window.returning[rows], {n: v[rows] for n, v in window.extra.items()},
+                      window.priced)
 
 
 def subset_results(result: ModelResult, rows: np.ndarray, n_items: int) -> ModelResult:
@@ -229,12 +232,14 @@ def history_popularity(rec: HybridRecommender, before: pd.Timestamp) -> np.ndarr
 def per_user_metrics(recs: np.ndarray, window: EvalWindow, k: int,
                      surface: str = "for_you") -> dict[str, np.ndarray]:
     """Ranking (against the surface's target, and ``new_`` on items new to the user) and
-    business metrics at ``k``, one value per user."""
+    business metrics at ``k``, one value per user (no revenue metrics when the window has no
+    prices)."""
     out = dict(ranking_metrics(recs, window.target(surface), k))
     out.update({f"new_{n}": v for n, v in ranking_metrics(recs, window.relevant_new, k).items()})
-    biz = business_metrics(recs, window.events, k)
+    biz = business_metrics(recs, window.events, k, revenue=window.priced)
     out.update({n: v for n, v in biz.items() if n != ORDERS})
-    out[f"{ORDERS}@{k}"] = biz[ORDERS]
+    if ORDERS in biz:
+        out[f"{ORDERS}@{k}"] = biz[ORDERS]
     return out
 
 

@@ -64,7 +64,8 @@ def metric_curves(metrics: Mapping[str, Mapping[str, float | None]], ks: Sequenc
             ys = [values.get(f"{metric}@{k}") for k in ks]
             ax.plot(list(ks), [float("nan") if y is None else y for y in ys], marker="o",
                     label=name)
-        ax.set_title(f"{metric}@k")
+        measured = any(f"{metric}@{k}" in values for values in metrics.values() for k in ks)
+        ax.set_title(f"{metric}@k" if measured else f"{metric}@k: not measured")
         ax.set_xticks(list(ks))
         ax.set_xlabel("k")
         ax.grid(alpha=0.3)

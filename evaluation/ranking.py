@@ -3,8 +3,9 @@
 Every metric returns one float per user (a row of ``recs``) so the same arrays feed the mean,
 bootstrap CIs and paired tests (:mod:`evaluation.bootstrap`). Conventions (``docs/metrics.md``):
 
-* ``relevant[u]`` is the set of items user ``u`` interacted with in the test window, optionally
-  with graded ``gains[u]`` (same length, > 0; an item with gain 0 is not relevant).
+* ``relevant[u]`` is the set of items user ``u`` interacted with in the evaluation window (in
+  the backtest, what the shopper bought after the cutoff), optionally with graded ``gains[u]``
+  (same length, > 0; an item with gain 0 is not relevant).
 * A user with no relevant item gets ``NaN`` for every metric: there was nothing to find, so the
   user says nothing about ranking quality. Means skip NaN, so all metrics average the same users.
 * Empty slots (``-1``) keep their rank and are never relevant; precision divides by ``k``.

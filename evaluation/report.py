@@ -4,8 +4,9 @@ self-contained report.html.
 :func:`build_report` turns the per-user results of :func:`~evaluation.offline.evaluate_pipelines`
 into the report dict: means at every k, seeded bootstrap CIs and paired tests for the headline
 metrics, per-segment tables, cold/warm items, popularity bias, the off-policy validation and the
-bundle's own record (split, config, learning curves). Everything the HTML shows is in that dict,
-so ``metrics.json`` alone can re-render the page (:func:`evaluation.report_html.render`).
+record of the (last fold's) fit (spans, config, learning curves). Everything the HTML shows is in
+that dict, so ``metrics.json`` alone can re-render the page
+(:func:`evaluation.report_html.render`).
 
 Example::
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.bootstrap import bootstrap_ci, paired_test
+from evaluation.business import NO_PRICES
 from evaluation.offline import ORDERS, EvalWindow, ModelResult
 from evaluation.segments import Segmentation, segment_table
 from recsys.errors import DataError
@@ -75,15 +77,22 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def headline_metrics(results: Mapping[str, ModelResult], k: int) -> list[str]:
+    """The :data:`HEADLINE` metrics at ``k`` that were measured (no revenue without prices)."""
+    return [f"{m}@{k}" for m in HEADLINE
+            if all(f"{m}@{k}" in r.per_user for r in results.values())]
+
+
 def intervals(results: Mapping[str, ModelResult], k: int, against: str | None,
               u: Uncertainty) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bootstrap CI of each headline metric per model, and each model's bootstrap paired test
     against ``against`` (diff = model - against)."""
     headline: dict[str, Any] = {}
     comparisons: dict[str, Any] = {}
+    measured = [m.split("@")[0] for m in headline_metrics(results, k)]
     for name, r in results.items():
         headline[name] = {}
-        for m in HEADLINE:
+        for m in measured:
             values = r.per_user[f"{m}@{k}"]
             try:
                 ci = bootstrap_ci(values, n_resamples=u.n_resamples, alpha=u.alpha, seed=u.seed)
@@ -97,7 +106,7 @@ def intervals(results: Mapping[str, ModelResult], k: int, against: str | None,
         if against is None or name == against or against not in results:
             continue
         comparisons[name] = {}
-        for m in HEADLINE:
+        for m in measured:
             key = f"{m}@{k}"
             try:
                 t = paired_test(r.per_user[key], results[against].per_user[key],
@@ -181,8 +190,10 @@ def build_report(results: Mapping[str, ModelResult], window: EvalWindow, *,
     headline, comparisons = intervals(results, k, against, u)
     segments = segment_section(results, segmentations, k, against, u.alpha)
     warnings = [w for r in results.values() for w in r.warnings]
+    notes = list((meta or {}).get("notes", [])) + ([] if window.priced else [NO_PRICES])
     report = {
         "meta": {**(meta or {}), "ks": ks, "headline_k": k, "models": list(results),
+                 "prices": window.priced, "notes": notes,
                  "against": against, "users": len(window.users),
                  "returning_share": float(window.returning.mean()) if len(window.users) else 0.0,
                  "window_start": window.start.isoformat(),
@@ -207,7 +218,7 @@ def build_report(results: Mapping[str, ModelResult], window: EvalWindow, *,
 def segment_section(results: Mapping[str, ModelResult], segmentations: Sequence[Segmentation],
                     k: int, against: str | None, alpha: float) -> dict[str, Any]:
     """Per segmentation: its note and one row per segment (headline metrics at ``k``)."""
-    metrics = [f"{m}@{k}" for m in HEADLINE]
+    metrics = headline_metrics(results, k)
     return {seg.name: {"note": seg.note,
                        "rows": segment_table(results, seg, metrics, against=against,
                                              alpha=alpha)}
@@ -244,27 +255,46 @@ def off_policy_section(root: str | Path | None, alpha: float = 0.05) -> dict[str
             "rows": table.to_dict(orient="records")}
 
 
+def _backtest_line(meta: Mapping[str, Any]) -> str:
+    """What the backtest was: its cutoff(s), folds and shoppers."""
+    folds = meta.get("folds") or [{"start": meta.get("window_start"),
+                                   "end": meta.get("window_end")}]
+    end = folds[-1].get("end") or "the end of the data"
+    sampled = f" (at most {meta['max_users']:,} per fold)" if meta.get("max_users") else ""
+    if len(folds) == 1:
+        what = (f"1 fold, cutoff {folds[0]['start']}: fitted on every event before it, scored "
+                f"on purchases from it until {end}")
+    else:
+        what = (f"{len(folds)} folds, cutoffs {', '.join(str(f['start']) for f in folds)}: each "
+                f"fitted on every event before its cutoff, scored on purchases until the next "
+                f"(the last until {end})")
+    return (f"- backtest: {what}; {meta['users']:,} shoppers with history who bought after the "
+            f"cutoff{sampled}")
+
+
 def markdown_summary(report: Mapping[str, Any]) -> str:
-    """The headline table (estimate [CI], difference vs the reference, p-value) in Markdown."""
+    """The verdict, what the backtest was, and the headline table (estimate [CI], difference vs
+    the reference, p-value) in Markdown."""
     from evaluation.report_html_base import fmt_value
 
     meta = report["meta"]
     k = meta["headline_k"]
     against = meta.get("against")
-    cols = [f"{m}@{k}" for m in (*HEADLINE, *HEADLINE_CATALOG)]
+    shown = {c for values in report["headline"].values() for c in values}
+    cols = [f"{m}@{k}" for m in (*HEADLINE, *HEADLINE_CATALOG) if f"{m}@{k}" in shown]
+    verdict = (report.get("verdict") or {}).get("sentence", "No verdict (not a backtest).")
     lines = [
-        "# Offline evaluation summary", "",
-        f"- bundle: `{meta.get('bundle_version', '?')}` ({meta.get('bundle_dir', '?')})",
-        f"- data: `{meta.get('data_dir', '?')}`; window {meta.get('window_start')} .. "
-        f"{meta.get('window_end') or 'end of data'}",
-        f"- users: {meta['users']:,} ({meta['returning_share']:.0%} returning); "
-        f"{int(100 * (1 - meta['alpha']))}% bootstrap CIs over users "
+        "# Backtest summary", "", f"**{verdict}**", "",
+        _backtest_line(meta),
+        f"- data: `{meta.get('data_dir', '?')}`",
+        f"- {int(100 * (1 - meta['alpha']))}% bootstrap CIs over shoppers "
         f"({meta['n_resamples']} resamples, seed {meta['seed']})",
     ]
     if against:
         lines.append(f"- differences are paired bootstrap tests against `{against}`; "
                      "**n.s.** = not significant")
-    lines += ["", "| model | " + " | ".join(cols) + " |",
+    lines += ["", "The `for_you` surface (scored on every purchase after the cutoff):",
+              "", "| model | " + " | ".join(cols) + " |",
               "|---|" + "---|" * len(cols)]
     for name, values in report["headline"].items():
         cells = []
@@ -283,6 +313,8 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     ope = report.get("ope", {})
     lines += ["", f"Off-policy validation: {ope.get('note', 'not run')}"]
+    if meta.get("notes"):
+        lines += ["", "Notes:"] + [f"- {n}" for n in meta["notes"]]
     if meta.get("warnings"):
         lines += ["", "Warnings:"] + [f"- {w}" for w in meta["warnings"]]
     return "\n".join(lines) + "\n"

@@ -49,10 +49,11 @@ def surfaces_html(report: Mapping[str, Any]) -> str:
     if not surfaces:
         return '<p class="note">one surface only</p>'
     k = report["meta"]["headline_k"]
-    cols = [f"ndcg@{k}", f"recall@{k}", f"hit_rate@{k}", f"revenue_per_rec@{k}",
-            f"new_ndcg@{k}"]
     out = []
     for surface, data in surfaces.items():
+        measured = {m for values in data["metrics"].values() for m in values}
+        cols = [c for c in (f"ndcg@{k}", f"recall@{k}", f"hit_rate@{k}", f"revenue_per_rec@{k}",
+                            f"new_ndcg@{k}") if c in measured]
         rows = []
         for name, values in data["headline"].items():
             metrics = data["metrics"][name]

@@ -95,6 +95,8 @@ def _metric_tables(report: Mapping[str, Any]) -> str:
             rows.append([f"<b>{esc(group)}</b>"] + [""] * len(models))
             for base in names:
                 key = f"{base}@{k}"
+                if not any(key in report["metrics"][name] for name in models):
+                    continue   # not measured (revenue without prices)
                 cells = [esc(key) + (f' <span class="note">{esc(NOTES[base])}</span>'
                                      if base in NOTES else "")]
                 for name in models:
@@ -260,6 +262,7 @@ def _header(report: Mapping[str, Any]) -> str:
     out = ('<table id="meta"><tbody>' + "".join(
         f"<tr><th class=\"l\">{esc(a)}</th><td class=\"l\">{esc(b)}</td></tr>" for a, b in rows)
         + "</tbody></table>")
+    out += "".join(f'<p class="note">{esc(note)}</p>' for note in meta.get("notes", []))
     if meta.get("warnings"):
         out += ('<div class="warn"><b>Warnings</b><ul>'
                 + "".join(f"<li>{esc(w)}</li>" for w in meta["warnings"]) + "</ul></div>")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evaluation.bootstrap import paired_lift
+from evaluation.business import NO_PRICES, is_revenue
 from evaluation.offline import ModelResult
 from recsys.errors import DataError
 
@@ -32,6 +33,9 @@ def surface_verdict(results: Mapping[str, ModelResult], k: int, *, n_resamples: 
     base = results[baselines[0]]
     for metric in VERDICT_METRICS:
         name = f"{metric}@{k}"
+        if name not in results["hybrid"].per_user and is_revenue(name):
+            out["lifts"][name] = {"note": NO_PRICES.split(":")[0]}   # "no prices"
+            continue
         try:
             lift = paired_lift(results["hybrid"].per_user[name], base.per_user[name],
                                n_resamples=n_resamples, alpha=alpha, seed=seed)

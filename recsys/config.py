@@ -92,10 +92,13 @@ class TrainConfig(StrictModel):
     # instants in the holdout's first half at which every active shopper is asked (more
     # queries from one window; later instants see parts a little older than the query)
     ranker_cutoffs: int = Field(1, ge=1)
-    # windows the rankers learn from: the holdout, and as many windows of the same length
+    # windows the rankers learn from, at most: the holdout, then windows of the same length
     # before it, each with first-stage parts fitted on the events before it (one more
-    # first-stage fit per window)
-    ranker_windows: int = Field(1, ge=1)
+    # first-stage fit per window), while the windows so far ask fewer than ranker_min_queries
+    # returning shoppers. A shop whose holdout asks a few hundred shoppers learns from earlier
+    # months too; a big shop's holdout alone is enough (and each window costs a fit)
+    ranker_windows: int = Field(4, ge=1)
+    ranker_min_queries: int = Field(4000, ge=0)
     # a training query's session context keeps its last this-many views (a product page
     # shows a short recently-viewed strip)
     ranker_context_views: int = Field(20, ge=0)

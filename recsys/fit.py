@@ -146,12 +146,18 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
     t = time.perf_counter()
     windows = [(past.recommender(history, config), late, start)]
     length, end = events[C.TIMESTAMP].max() - start, start
+    ts = events[C.TIMESTAMP]
+    asked = returning_shoppers(events, start, ts.max())
     for k in range(1, config.ranker_windows):   # as long, just before: parts fitted before it
+        if asked >= config.ranker_min_queries:
+            break
         begin = end - length
-        ts = events[C.TIMESTAMP]
         if (ts < begin).sum() < len(events) * config.holdout:
             say(f"ranker window {k + 1}: too few events before {begin}; not used")
             break
+        say(f"ranker window {k + 1} from {begin}: the later windows ask {asked:,} shoppers "
+            f"(fewer than ranker_min_queries = {config.ranker_min_queries:,})")
+        asked += returning_shoppers(events, begin, end)
         older = fit_first_stage(events[ts < begin], dataset.items, refit_config(config, past),
                                 None, say, timings, f"window{k + 1}")
         windows.append((older.recommender(history, config),
@@ -219,6 +225,14 @@ def _fit_ranker(ds: RankerDataset, config: TrainConfig, names: list[str]) -> Ran
     holdout = np.array([int(hashlib.blake2b((key + u).encode(), digest_size=4).hexdigest(), 16)
                         % 10_000 < share * 10_000 for u in ds.queries["user_id"]])
     return Ranker(config.hybrid.ranker).fit(ds.features, ds.labels, ds.groups, names, holdout)
+
+
+def returning_shoppers(events: pd.DataFrame, begin: pd.Timestamp, end: pd.Timestamp) -> int:
+    """Shoppers active in [begin, end] with an event before ``begin``: the horizon queries a
+    window gives the rankers."""
+    ts, users = events[C.TIMESTAMP], events[C.USER_ID]
+    inside = pd.unique(users[(ts >= begin) & (ts <= end)])
+    return int(pd.Index(inside).isin(pd.unique(users[ts < begin])).sum())
 
 
 def refit_config(config: TrainConfig, past: FirstStage, *, continues: bool = False

@@ -107,14 +107,14 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
                          store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
                          keys=keys)
     state.control = ControlSync(state, last_control)
+    if settings.registry is not None:
+        state.champion = ChampionFollower(state, settings.registry)
     state.live_sync = LiveSync(state)
     try:
         state.live_sync.rebuild()
     except BaseException:
         state.close()
         raise
-    if settings.registry is not None:
-        state.champion = ChampionFollower(state, settings.registry)
     return state
 
 
@@ -137,14 +137,14 @@ def create_app(settings: ServingSettings) -> FastAPI:
         state.start_erasure_poll(settings.erasure_poll_s)
         if state.control is not None:
             state.control.start(settings.control_poll_s)
-        if state.live_sync is not None:
-            state.live_sync.start(settings.live.poll_s)
         if state.champion is not None:
             state.champion.start(settings.registry_poll_s)
         if monitor is not None:
             state.monitor = monitor
             monitor.set_bundle(state.bundles[DEFAULT_BUNDLE])
             monitor.start(state)
+        if state.live_sync is not None:
+            state.live_sync.start(settings.live.poll_s)
         settle_heap()
         metrics.start()
         state.ready = True

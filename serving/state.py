@@ -124,13 +124,13 @@ class ServingState:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.control: ControlSync | None = None   # set by serving.app (serving.replicas)
+        self.champion: ChampionFollower | None = None   # serving.app, with a registry
+        self.monitor: Monitor | None = None    # serving.app, unless monitoring is off
         live = settings.live
         # the events stored since the bundles were trained, per shopper (serving.live)
         self.live = LiveState(max_shoppers=live.max_shoppers, max_sessions=live.max_sessions,
                               max_events=live.max_events)
         self.live_sync: LiveSync | None = None     # set by serving.app (serving.live_sync)
-        self.champion: ChampionFollower | None = None   # serving.app, with a registry
-        self.monitor: Monitor | None = None    # serving.app, unless monitoring is off
         for b in bundles.values():
             metrics.set_model(b.name, b.version)
 
@@ -196,12 +196,12 @@ class ServingState:
         self._stop.set()
         if self.control is not None:
             self.control.stop()
-        if self.live_sync is not None:
-            self.live_sync.stop()
         if self.champion is not None:
             self.champion.stop()
         if self.monitor is not None:
             self.monitor.stop()
+        if self.live_sync is not None:
+            self.live_sync.stop()
         if self._poller is not None:
             self._poller.join(5.0)
         self.exposures.close()

@@ -90,3 +90,15 @@ def test_vectorised_matches_loop_on_random_log() -> None:
         assert m[f"ctr@{k}"][u] == pytest.approx(mine.item_id.nunique() / k)
         assert m[f"revenue_per_user@{k}"][u] == pytest.approx((buys.price * buys.quantity).sum())
         assert m[f"conversion@{k}"][u] == float(len(buys) > 0)
+
+
+def test_without_prices_revenue_is_absent_not_zero() -> None:
+    """A shop without prices: the revenue metrics are left out; the others are unchanged."""
+    unpriced = EVENTS.assign(price=np.nan)
+    with pytest.raises(DataError, match="have no price"):
+        business_metrics(RECS, unpriced, k=3)
+    m = business_metrics(RECS, unpriced.drop(columns="price"), k=3, revenue=False)
+    assert set(m) == {"ctr@3", "conversion@3", "purchase_precision@3"}
+    full = business_metrics(RECS, EVENTS, k=3)
+    for name, values in m.items():
+        np.testing.assert_array_equal(values, full[name])

@@ -79,6 +79,10 @@ def test_writes_the_three_files_with_every_model(evaluated) -> None:
     assert data["ope"]["status"] == "skipped" and "not requested" in data["ope"]["note"]
     summary = (out / "summary.md").read_text()
     assert all(f"| {m} |" in summary for m in MODELS)
+    # the verdict first, then what the backtest was (a backtest has no bundle version)
+    assert summary.split("\n")[2] == f"**{data['verdict']['sentence']}**"
+    assert "bundle:" not in summary and "- backtest: 1 fold, cutoff " in summary
+    assert f"{data['meta']['users']:,} shoppers" in summary
 
 
 def test_intervals_contain_the_estimate(evaluated) -> None:
