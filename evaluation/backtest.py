@@ -30,6 +30,7 @@ from evaluation.offline import (
     scoring_pool,
 )
 from recsys import columns as C
+from recsys.catalog_update import FIELDS
 from recsys.config import TrainConfig
 from recsys.data.validate import Dataset
 from recsys.errors import DataError
@@ -130,8 +131,19 @@ def score_bundle(path: str | Path, dataset: Dataset, start: pd.Timestamp,
                  end: pd.Timestamp | None, models: Sequence[str], ks: tuple[int, ...], *,
                  max_users: int | None = None, seed: int = 0) -> Fold:
     """A fitted bundle scored as it is on the window from ``start`` (for a bundle whose data
-    ends before it, e.g. the champion a candidate is gated against)."""
+    ends before it, e.g. the champion a candidate is gated against).
+
+    Items of ``dataset`` the bundle never saw (launched after its data) are added to its
+    catalog first, embedded from their metadata, as serving adds them (the catalog API): the
+    bundle is scored as it served, and on the same purchases as a side fitted on ``dataset``
+    (without them, a window of a new category's purchases had no buyers for it, and a gate
+    scored the two sides on different purchases)."""
     rec = HybridRecommender.load(path)
+    known = set(rec.items.external_ids.astype(str))
+    launched = dataset.items[~dataset.items[C.ITEM_ID].astype(str).isin(known)]
+    if len(launched):
+        columns = [c for c in (C.ITEM_ID, *FIELDS) if c in launched.columns]
+        rec = rec.update_catalog(launched[columns].reset_index(drop=True))
     return _score(rec, dataset, start, end, models, ks, max_users=max_users, seed=seed,
                   progress=False, say=lambda _: None, seconds={})
 

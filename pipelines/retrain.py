@@ -4,7 +4,10 @@ One run:
 
 1. **data**: the original dataset directory plus the event store's events (exported from
    ``--store``, or an export already made, ``--events``), and optionally newer catalog rows
-   (``--items``, later rows win per ``item_id``), written as one dataset to
+   (``--items``, later rows win per ``item_id``), then the catalog API's changes kept in
+   ``--store`` (items launched or edited through ``PUT /v1/catalog/items``: without them the
+   events of a launched item would be dropped as naming an unknown item), written as one
+   dataset to
    ``REGISTRY/work/data`` (validation drops exact duplicates, so events present in both
    count once);
 2. **candidate**: :meth:`HybridRecommender.fit` on all of it (the production pipeline and
@@ -102,9 +105,11 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def merge_data(data_dir: str | Path, events_dir: str | Path | None, out: Path,
-               items_file: str | Path | None = None) -> Path:
-    """The original dataset plus the exported events (and newer catalog rows) as one dataset
-    directory ``out``, validated on the way in."""
+               items_file: str | Path | None = None,
+               changes: pd.DataFrame | None = None) -> Path:
+    """The original dataset plus the exported events (and newer catalog rows, then the catalog
+    API's ``changes``, see :func:`store_catalog`) as one dataset directory ``out``, validated
+    on the way in."""
     original = load_dataset(data_dir)
     events = [_plain(original.events, EVENT_COLUMNS)]
     if events_dir is not None:
@@ -117,11 +122,47 @@ def merge_data(data_dir: str | Path, events_dir: str | Path | None, out: Path,
         newer = validate_items(read_table(Path(items_file)))
         items = pd.concat([_plain(items), _plain(newer)], ignore_index=True)
         items = items.drop_duplicates(C.ITEM_ID, keep="last").reset_index(drop=True)
+    if changes is not None and len(changes):
+        items = apply_changes(items, changes)
     merged = pd.concat(events, ignore_index=True)
     shutil.rmtree(out, ignore_errors=True)
     write_dataset(out, merged, items)
     load_dataset(out)       # fail here, naming the row, rather than inside the fit
     return out
+
+
+def store_catalog(store: str) -> pd.DataFrame | None:
+    """The catalog API's changes kept in ``store``'s control log, merged per item (a later
+    change's fields win), as the frame serving applies; None when there are none."""
+    from serving.catalog import changes_frame
+    from serving.event_store import CATALOG, open_store
+
+    with open_store(store) as s:
+        records = s.control_log(kind=CATALOG)
+    changes = [c for r in records for c in r.payload.get("items", [])]
+    return changes_frame(changes) if changes else None
+
+
+def apply_changes(items: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+    """``items`` with the catalog API's changes applied field by field (a field a change
+    leaves out keeps its value; a new item's missing fields get validation's defaults). Delisting
+    is not a training matter: serving applies it again to every bundle it loads."""
+    table = _plain(items)
+    table[C.ITEM_ID] = table[C.ITEM_ID].astype(str)
+    table = table.set_index(C.ITEM_ID)
+    changes = changes.drop(columns=[c for c in changes.columns
+                                    if c != C.ITEM_ID and c not in C.ITEM_COLUMNS])
+    changes = changes.assign(**{C.ITEM_ID: changes[C.ITEM_ID].astype(str)}).set_index(C.ITEM_ID)
+    new_ids = changes.index.difference(table.index, sort=False)
+    if len(new_ids):
+        table = pd.concat([table, pd.DataFrame(index=new_ids)])
+    for column in changes.columns:
+        given = changes[column].dropna()
+        if column not in table:
+            table[column] = pd.NA
+        table[column] = table[column].astype(object)
+        table.loc[given.index, column] = given.to_numpy()
+    return table.rename_axis(C.ITEM_ID).reset_index()
 
 
 def export_store(store: str, out: Path) -> Path:
@@ -158,9 +199,11 @@ def retrain_once(registry: Registry, data_dir: str | Path, *, store: str | None 
         except BlockingIOError:
             raise DataError(f"registry {registry.root}: another retrain is running") from None
         started = time.perf_counter()
+        changes = None
         if store is not None:
             events_dir = export_store(store, work / "export")
-        data = merge_data(data_dir, events_dir, work / "data", items_file)
+            changes = store_catalog(store)
+        data = merge_data(data_dir, events_dir, work / "data", items_file, changes)
         champion = registry.champion()
         if config is None:
             config = (TrainConfig.model_validate(read_manifest(champion.path).config)
@@ -249,10 +292,12 @@ def _history_end(manifest: Manifest) -> datetime | None:
 
 
 def run_loop(once: Callable[[str], object], every_s: float, trigger: Path | None,
-             stop: threading.Event, *, wait_first: bool = False, check_s: float = 5.0) -> int:
+             stop: threading.Event, *, wait_first: bool = False, check_s: float = 5.0,
+             stale: Callable[[str], str | None] | None = None) -> int:
     """Call ``once(reason)`` every ``every_s`` and whenever ``trigger`` appears (it is
     removed first), until ``stop`` is set; returns the number of runs. A run that fails is
-    logged and the loop goes on."""
+    logged and the loop goes on. ``stale(text)`` says why a trigger needs no run (None: it
+    does)."""
     next_due = time.monotonic() + (every_s if wait_first else 0.0)
     runs = 0
     while not stop.is_set():
@@ -260,7 +305,11 @@ def run_loop(once: Callable[[str], object], every_s: float, trigger: Path | None
         if trigger is not None and trigger.exists():
             text = trigger.read_text().strip()
             trigger.unlink(missing_ok=True)
-            reason = f"triggered: {text or trigger}"
+            why = stale(text) if stale is not None else None
+            if why is None:
+                reason = f"triggered: {text or trigger}"
+            else:
+                print(f"retrain: trigger skipped ({text}): {why}", flush=True)
         elif time.monotonic() >= next_due:
             reason = "scheduled"
         if reason is not None:
@@ -273,6 +322,21 @@ def run_loop(once: Callable[[str], object], every_s: float, trigger: Path | None
             next_due = time.monotonic() + every_s
         stop.wait(max(0.01, min(check_s, next_due - time.monotonic())))
     return runs
+
+
+def stale_trigger(registry: Registry) -> Callable[[str], str | None]:
+    """A trigger names the bundle whose alert wrote it (``... bundle VERSION: ...``, see
+    :mod:`serving.monitoring`); once another version is champion (a retrain promoted one since)
+    the alert is answered. Every worker writes the trigger on its own alert, so without this
+    one drift would start as many runs, back to back, as there are workers."""
+    def why(text: str) -> str | None:
+        match = re.search(r"\bbundle (\S+?):", text)
+        champion = registry.champion()
+        if match is None or champion is None or match.group(1) == champion.version:
+            return None
+        return f"{match.group(1)} is no longer the champion ({champion.version} is)"
+
+    return why
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -322,6 +386,6 @@ def retrain_command(args: argparse.Namespace) -> int:
     print(f"retrain: every {args.every}, trigger file {trigger} "
           f"(started {datetime.now(UTC).isoformat(timespec='seconds')})", flush=True)
     runs = run_loop(once, every, trigger, stop, wait_first=args.wait_first,
-                    check_s=args.check_every)
+                    check_s=args.check_every, stale=stale_trigger(registry))
     print(f"retrain: stopped after {runs} run(s)", flush=True)
     return 0

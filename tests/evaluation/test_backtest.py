@@ -71,3 +71,30 @@ def test_paired_lift_interval_covers_a_known_ratio() -> None:
     assert lift.estimate == pytest.approx(0.1) and lift.low == pytest.approx(0.1)
     noisy = paired_lift(base + rng.normal(0, 0.3, 2000), base, n_resamples=500)
     assert noisy.low < noisy.estimate < noisy.high and noisy.low < 0 < noisy.high
+
+
+def test_a_bundle_scored_as_it_is_knows_the_items_launched_after_its_data(
+        tiny_shop, tiny_bundle) -> None:  # noqa: ANN001 - fixtures of tests/conftest.py
+    """Items the bundle never saw are added to its catalog (as serving adds them), so their
+    purchases count in its window, as in a side fitted on the same data."""
+    from evaluation.backtest import score_bundle
+    from recsys.data.validate import Dataset, load_dataset
+
+    data = load_dataset(tiny_shop)
+    end = data.events[C.TIMESTAMP].max()
+    users = data.events[C.USER_ID].astype(str).unique()[:5]
+    launched = pd.DataFrame({C.ITEM_ID: ["new-1"], C.TITLE: ["Solar lantern"],
+                             C.CATEGORY: ["outdoor-lights"], C.PRICE: [19.0]})
+    bought = pd.DataFrame({C.USER_ID: users, C.ITEM_ID: "new-1",
+                           C.TIMESTAMP: end + pd.Timedelta(days=1), C.EVENT_TYPE: C.PURCHASE,
+                           C.QUANTITY: 1})
+    items = pd.concat([data.items, launched], ignore_index=True)
+    events = pd.concat([data.events, bought], ignore_index=True)
+    for column in (C.USER_ID, C.ITEM_ID):
+        events[column] = events[column].astype(str)
+    dataset = Dataset(events, items, data.report)
+    fold = score_bundle(tiny_bundle, dataset, end + pd.Timedelta(hours=1), None, ("hybrid",),
+                        (10,))
+    assert sorted(map(str, fold.window.users)) == sorted(users)
+    new = int(fold.rec.items.to_internal(["new-1"])[0])
+    assert all(new in r for r in fold.window.relevant)

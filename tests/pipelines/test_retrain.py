@@ -215,3 +215,73 @@ def test_new_catalog_rows_bring_their_events_in(shop: dict[str, Path], tmp_path:
     row = merged.items[merged.items[C.ITEM_ID].astype(str) == "new-1"]
     assert row[C.CATEGORY].astype(str).tolist() == ["outdoor-lights"]
     assert len(merged.items) == len(items) + 1
+
+
+def test_catalog_api_changes_in_the_store_join_the_data(shop: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    """Items launched or edited through the catalog API are in the store's control log: the
+    retrain reads them from there (no --items), so a launched item's events are kept."""
+    import shutil
+
+    from pipelines.retrain import export_store, store_catalog
+    from recsys.data.validate import load_dataset
+    from serving.catalog import record_changes
+    from serving.event_store import open_store
+
+    store = tmp_path / "events.db"
+    shutil.copy(shop["store"], store)
+    original = load_dataset(shop["original"]).items
+    old, old_title = str(original[C.ITEM_ID].iloc[0]), str(original[C.TITLE].iloc[0])
+    with open_store(store) as s:
+        record_changes(s, [{C.ITEM_ID: "new-1", C.TITLE: "Solar lantern",
+                            C.CATEGORY: "outdoor-lights", C.PRICE: 19.0}])
+        record_changes(s, [{C.ITEM_ID: old, C.PRICE: 123.0}, {C.ITEM_ID: "new-1",
+                                                              C.PRICE: 21.0}])
+        s.add_events([{"event_id": "launch-1", C.USER_ID: "a", C.ITEM_ID: "new-1",
+                       C.EVENT_TYPE: "purchase", C.TIMESTAMP: "2026-01-30T10:00:00+00:00"}])
+    changes = store_catalog(str(store))
+    assert changes is not None
+    merged = load_dataset(merge_data(shop["original"], export_store(str(store), tmp_path / "x"),
+                                     tmp_path / "data", changes=changes))
+    items = merged.items.assign(**{C.ITEM_ID: merged.items[C.ITEM_ID].astype(str)})
+    items = items.set_index(C.ITEM_ID)
+    assert items.loc["new-1", C.CATEGORY] == "outdoor-lights"
+    assert items.loc["new-1", C.PRICE] == 21.0 and items.loc[old, C.PRICE] == 123.0
+    assert items.loc[old, C.TITLE] == old_title     # a field the change left out is kept
+    assert "new-1" in set(merged.events[C.ITEM_ID].astype(str))
+    assert store_catalog(str(shop["store"])) is None
+
+
+def test_a_trigger_about_a_replaced_champion_starts_no_run(tmp_path: Path) -> None:
+    """Each worker writes the trigger on its own alert; one written during a run about the
+    champion that run replaced is answered: skipped, no second run."""
+    from pipelines.retrain import stale_trigger
+    from tests.test_registry import fake_bundle
+
+    registry = Registry(tmp_path / "registry")
+    v1 = registry.register(fake_bundle(tmp_path, "v1"))
+    v2 = registry.register(fake_bundle(tmp_path, "v2"))
+    registry.promote(v1)
+    why = stale_trigger(registry)
+    assert why(f"2026-01-01T00:00:00+00:00 bundle {v1}: unknown_item_rate 1 > 0.05") is None
+    assert why("2026-01-01T00:00:00+00:00 recsys monitor: feature_psi") is None
+    trigger = tmp_path / "retrain.trigger"
+    stop = threading.Event()
+    reasons: list[str] = []
+
+    def once(reason: str) -> None:
+        reasons.append(reason)
+        if len(reasons) == 1:       # another worker's alert while the run promotes v2
+            trigger.write_text(f"2026-01-01T00:00:01+00:00 bundle {v1}: unknown_item_rate 1")
+            registry.promote(v2)
+        else:
+            stop.set()
+
+    trigger.write_text(f"2026-01-01T00:00:00+00:00 bundle {v1}: unknown_item_rate 1")
+    thread = threading.Thread(target=run_loop, args=(once, 0.5, trigger, stop),
+                              kwargs={"check_s": 0.05, "wait_first": True, "stale": why})
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert reasons[0].startswith("triggered") and reasons[1] == "scheduled"
+    assert not trigger.exists()
