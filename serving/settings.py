@@ -85,8 +85,10 @@ class MonitoringSettings(StrictModel):
     # PSI rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a large shift
     feature_psi: float | None = Field(0.25, gt=0)   # the largest PSI over ranker features
     # features whose PSI is shown but left out of feature_psi: the calendar (a window of live
-    # traffic covers a few hours of one day; the training profile covers weeks)
-    psi_ignore: tuple[str, ...] = ("hour", "dow")
+    # traffic covers a few hours of one day; the training profile covers weeks) and the device
+    # (the rankers' horizon queries, most training rows, carry none; a shop that sends one
+    # would otherwise alert, and retrain, every cooldown)
+    psi_ignore: tuple[str, ...] = ("hour", "dow", "device")
     score_psi: float | None = Field(0.25, gt=0)     # PSI of the ranking score
     min_coverage: float | None = Field(None, ge=0, le=1)   # distinct items served / catalog
     max_top_share: float | None = Field(0.5, ge=0, le=1)   # slots to the top 1% of items
