@@ -165,3 +165,19 @@ def test_a_purchase_at_the_last_instant_shows_in_buy_again(tiny_shop: Path,
     rec = HybridRecommender.load(tiny_bundle)
     again = rec.recommend(Request(user_id=str(last[C.USER_ID]), k=100, surface="buy_again"))
     assert str(last[C.ITEM_ID]) in [item.item_id for item in again.items]
+
+
+def test_a_small_shop_adds_earlier_ranker_windows(tiny_shop: Path, tiny_bundle: Path) -> None:
+    # the tiny shop's holdout asks far fewer than ranker_min_queries returning shoppers, so the
+    # rankers also learn from earlier windows, each with its own first-stage fit
+    from recsys.fit import holdout_start, returning_shoppers
+
+    events = pd.read_parquet(tiny_shop / "events.parquet")
+    events[C.TIMESTAMP] = pd.to_datetime(events[C.TIMESTAMP], utc=True)
+    start = holdout_start(events, 0.15)
+    asked = returning_shoppers(events, start, events[C.TIMESTAMP].max())
+    after = events[events[C.TIMESTAMP] >= start][C.USER_ID].unique()
+    before = set(events[events[C.TIMESTAMP] < start][C.USER_ID])
+    assert asked == sum(u in before for u in after) and 0 < asked < 4000
+    m = read_manifest(tiny_bundle)
+    assert "window2_content" in m.timings_seconds
