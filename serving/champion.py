@@ -17,12 +17,12 @@ lasts until the next champion change.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.errors import ConfigError, RecsysError
 from recsys.registry import read_champion
+from serving.polling import Poller
 from serving.settings import DEFAULT_BUNDLE, ServingSettings
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ class ChampionFollower:
         self.registry = Path(registry)
         current = state.bundles.get(DEFAULT_BUNDLE)
         self.seen: str | None = current.version if current is not None else None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(self.poll_once, "champion-follow",
+                              f"reading the champion pointer of {self.registry} failed")
 
     def poll_once(self) -> bool:
         """Apply a changed pointer; True when the default bundle was replaced."""
@@ -96,20 +96,7 @@ class ChampionFollower:
             state.reload_lock.release()
 
     def start(self, interval_s: float) -> None:
-        if interval_s <= 0:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.poll_once()
-                except Exception:  # a malformed pointer mid-edit by hand: next round
-                    log.exception("reading the champion pointer of %s failed", self.registry)
-
-        self._thread = threading.Thread(target=run, name="champion-follow", daemon=True)
-        self._thread.start()
+        self._poller.start(interval_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10.0)
+        self._poller.stop()

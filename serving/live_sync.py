@@ -31,6 +31,7 @@ from recsys.history import TYPE_CODE
 from serving.event_store import EventStore, FeedRow
 from serving.event_store.base import now_us
 from serving.live import LiveEvent, LiveState
+from serving.polling import Poller
 from serving.privacy import DELETE_USER
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ class LiveSync:
         self.gaps: dict[int, float] = {}          # skipped number -> when first noticed
         self.last_audit_id = 0
         self._lock = threading.Lock()             # one reader of the store at a time
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(self.poll_once, "live-sync",
+                              "reading the store for the live state failed")
 
     # ------------------------------------------------------------------ events
     def _add(self, rows: list[FeedRow]) -> int:
@@ -156,20 +157,7 @@ class LiveSync:
         return added
 
     def start(self, interval_s: float) -> None:
-        if interval_s <= 0:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.poll_once()
-                except Exception:  # the store may be briefly away: the next round retries
-                    log.exception("reading the store for the live state failed")
-
-        self._thread = threading.Thread(target=run, name="live-sync", daemon=True)
-        self._thread.start()
+        self._poller.start(interval_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10.0)
+        self._poller.stop()

@@ -43,6 +43,7 @@ from recsys.profile import SCORE
 from recsys.profile import psi as psi_of
 from serving.drift import FeatureSample, IngestWindow
 from serving.health import ServedWindow
+from serving.polling import Poller
 from serving.settings import DEFAULT_BUNDLE, MonitoringSettings
 
 if TYPE_CHECKING:
@@ -165,8 +166,7 @@ class Monitor:
         self._firing: set[str] = set()
         self._last_trigger = -float("inf")
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller: Poller | None = None
 
     # ------------------------------------------------------------------ request path
     def set_bundle(self, bundle: LoadedBundle) -> None:
@@ -231,20 +231,13 @@ class Monitor:
         log.warning("monitoring: retrain triggered (%s) -> %s", text, path)
 
     def start(self, state: ServingState) -> None:
-        def run() -> None:
-            while not self._stop.wait(self.settings.interval_s):
-                try:
-                    self.evaluate(state)
-                except Exception:  # a bundle mid-swap, say: the next round retries
-                    log.exception("monitoring evaluation failed")
-
-        self._thread = threading.Thread(target=run, name="monitoring", daemon=True)
-        self._thread.start()
+        self._poller = Poller(lambda: self.evaluate(state), "monitoring",
+                              "monitoring evaluation failed")
+        self._poller.start(self.settings.interval_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        if self._poller is not None:
+            self._poller.stop(5.0)
 
 
 def report_samples(report: MonitorReport | None) -> dict[str, list[tuple[tuple[str, ...], float]]]:

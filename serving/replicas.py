@@ -28,13 +28,13 @@ later; a process ignores (and logs) kinds it does not know.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.errors import RecsysError
 from serving.event_store import CATALOG, RELOAD, ControlRecord, EventStore
+from serving.polling import Poller
 
 if TYPE_CHECKING:
     from serving.state import LoadedBundle, ServingState
@@ -103,8 +103,7 @@ class ControlSync:
     def __init__(self, state: ServingState, last_id: int) -> None:
         self.state = state
         self.last_id = last_id
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(self.poll_once, "control-sync", "reading the control log failed")
         self._unknown_kinds: set[str] = set()
 
     def poll_once(self) -> list[str]:
@@ -150,20 +149,7 @@ class ControlSync:
         return reloaded
 
     def start(self, interval_s: float) -> None:
-        if interval_s <= 0:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.poll_once()
-                except Exception:  # the store may be briefly away: the next round retries
-                    log.exception("reading the control log failed")
-
-        self._thread = threading.Thread(target=run, name="control-sync", daemon=True)
-        self._thread.start()
+        self._poller.start(interval_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10.0)
+        self._poller.stop()
