@@ -10,7 +10,8 @@ By default it also trains on a repeat-heavy purchase log of 1M events, 25k items
 shoppers (``purchase_log.py``, seed 0; made once per ``--cache`` directory): the real-shop
 scale the training time is held to (at most 3 minutes on 2 cores).
 
-Each ``recsys train`` runs in a child process; its peak RSS is the child's high-water mark.
+Each ``recsys train`` runs in a child process; its peak RSS is the child's high-water mark,
+and that of the largest worker process the fit forked (copy-on-write pages count in both).
 The parts can also be run alone: ``train_bench_als.py``, ``train_bench_content.py``.
 """
 
@@ -33,15 +34,19 @@ def train_run(dataset: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         script = ("import resource, sys; from pipelines.train import train; "
                   f"train({dataset!r}, {tmp + '/bundle'!r}, quiet=True); "
-                  "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+                  "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+                  "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
                              text=True)
         wall = time.perf_counter() - started
         manifest = json.loads((Path(tmp) / "bundle" / "manifest.json").read_text())
-    rss_kib = int(out.stdout.strip().splitlines()[-1])
+    rss_kib, worker_kib = map(int, out.stdout.strip().splitlines()[-1].split())
     return {"dataset": dataset, "wall_seconds": round(wall, 1),
             "peak_rss_gib": round(rss_kib / 2**20, 2),
+            # the largest forked worker (content model, ranker queries and fits); pages it
+            # shares with the trainer count in both
+            "peak_rss_worker_gib": round(worker_kib / 2**20, 2),
             "timings_seconds": manifest["timings_seconds"],
             "valid_metrics": {n: m["valid_metrics"] for n, m in manifest["models"].items()}}
 

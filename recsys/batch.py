@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import math
 import multiprocessing
+import pickle
 import sys
 import time
 import warnings
@@ -125,6 +126,57 @@ def map_chunks(fn: Callable[[S, Sequence[T]], R], items: Sequence[T], *, state: 
             yield from pool.map(fn, items, size=size, progress=progress)
 
     return run()
+
+
+class Background:
+    """``fn(state)`` in one forked process while the caller goes on (a context manager);
+    :meth:`result` waits for it and returns what it returned (pickled back). The child runs on
+    one thread (:func:`recsys.threads.set_worker_threads`), like a batch worker. With
+    ``fork=False``, or without the ``fork`` start method, ``fn`` runs in this process when the
+    result is first asked for.
+
+    >>> # with Background(fit_content, data, fork=True) as content:
+    >>> #     fit_als(data)               # meanwhile, on the other core
+    >>> #     model = content.result()
+    """
+
+    def __init__(self, fn: Callable[[S], R], state: S, *, fork: bool = True) -> None:
+        self.fn, self.state = fn, state
+        self.fork = fork and "fork" in multiprocessing.get_all_start_methods()
+        self._pool: ProcessPoolExecutor | None = None
+        self._future: Future[bytes] | None = None
+        self._key = id(self)
+
+    def __enter__(self) -> Background:
+        if self.fork:
+            _background[self._key] = (self.fn, self.state)
+            try:
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                                                 initializer=set_worker_threads)
+                self._future = self._pool.submit(_run_background, self._key)
+            finally:
+                del _background[self._key]    # the child has its copy (forked on submit)
+        return self
+
+    def result(self) -> Any:
+        if self._future is None:
+            return self.fn(self.state)
+        return pickle.loads(self._future.result())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+_background: dict[int, tuple[Callable[[Any], Any], Any]] = {}
+
+
+def _run_background(key: int) -> bytes:
+    """The result as plain pickle bytes: multiprocessing's own pickler would hand torch
+    tensors over as shared memory, which hung here."""
+    fn, state = _background[key]
+    return pickle.dumps(fn(state), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _in_process(fn: Callable[[S, Sequence[T]], R], chunks: list[Sequence[T]], state: S,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
+from recsys.batch import Background, Workers, check_workers, default_workers
 from recsys.catalog import Catalog
 from recsys.config import TrainConfig
 from recsys.data.io import find_table
@@ -52,6 +53,10 @@ from recsys.threads import set_thread_policy
 
 Log = Callable[[str], None]
 MIN_QUERIES = 10        # a surface with fewer usable queries uses the for_you ranker
+# below these sizes a part is fitted in this process when workers are not given (a fork
+# costs more than it saves): the training matrix's interactions, the rankers' rows, queries
+PARALLEL_NNZ = 200_000
+PARALLEL_ROWS = 200_000
 
 
 def _quiet(message: str) -> None:
@@ -78,10 +83,12 @@ class FirstStage:
 
 def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConfig,
                     valid_events: pd.DataFrame | None, say: Log, timings: dict[str, float],
-                    stage: str, progress: bool = False, start: FirstStage | None = None
-                    ) -> FirstStage:
+                    stage: str, progress: bool = False, start: FirstStage | None = None,
+                    workers: int | None = 1) -> FirstStage:
     """Every first-stage part on ``events``; with ``valid_events``, early stopping on them.
-    ``start``: the content model continues from that stage's (``[content] refit_epochs``)."""
+    ``start``: the content model continues from that stage's (``[content] refit_epochs``).
+    ``workers`` > 1: the content model trains in a process of its own meanwhile (None: when
+    the data is big enough to pay for the fork); the parts are the same either way."""
     train = prepare_training(events, items, config.interactions)
     valid: ValidationData | None = None
     if valid_events is not None:
@@ -93,29 +100,32 @@ def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConf
     say(f"{stage}: {train.matrix.shape[0]:,} users x {train.matrix.shape[1]:,} items, "
         f"{train.matrix.nnz:,} interactions")
     content = config.content.model_copy(update={"progress": config.content.progress and progress})
-    models: dict[str, Model] = {"popularity": PopularityModel(config.popularity),
-                                "als": MFModel(config.mf), "content": ContentModel(content)}
-    warm = (start.models["content"] if start is not None and config.content.refit_epochs
-            else None)
-    for name, model in models.items():
-        t = time.perf_counter()
-        if isinstance(model, ContentModel) and isinstance(warm, ContentModel):
-            model.fit(train, valid, start=warm)
-        else:
+    warm = start.models["content"] if start is not None and config.content.refit_epochs else None
+    job = _ContentJob(ContentModel(content), train, valid,
+                      warm if isinstance(warm, ContentModel) else None)
+    # the content model (one thread) trains in a forked process while ALS and the sources
+    # fit here, ALS then on one thread too: the two cores are busy and nobody waits
+    beside = _parallel(workers, train.matrix.nnz, PARALLEL_NNZ) > 1
+    with Background(_fit_content, job, fork=beside) as fitting:
+        popularity = PopularityModel(config.popularity)
+        mf = MFModel(config.mf, num_threads=1 if beside else None)
+        for name, model in (("popularity", popularity), ("als", mf)):
+            t = time.perf_counter()
             model.fit(train, valid)
-        timings[f"{stage}_{name}"] = round(time.perf_counter() - t, 2)
-    mf, cm, popularity = models["als"], models["content"], models["popularity"]
-    assert isinstance(mf, MFModel) and isinstance(cm, ContentModel)
-    assert isinstance(popularity, PopularityModel)
+            timings[f"{stage}_{name}"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        # the sources read the spaces when asked, not when fitted: they are added below
+        parts = Parts(Catalog(train.item_table), popularity, {},
+                      RepeatStats.fit(train.events, len(train.items)))
+        sources = build_sources(config.hybrid.enabled_sources, config.hybrid.sources, parts)
+        for source in sources.values():
+            source.fit(train)
+        timings[f"{stage}_sources"] = round(time.perf_counter() - t, 2)
+        cm, timings[f"{stage}_content"] = fitting.result()
     t = time.perf_counter()
-    parts = Parts(Catalog(train.item_table), popularity,
-                  build_spaces(mf, cm, train, config.hybrid.retrieval),
-                  RepeatStats.fit(train.events, len(train.items)))
-    hybrid = config.hybrid
-    sources = build_sources(hybrid.enabled_sources, hybrid.sources, parts)
-    for source in sources.values():
-        source.fit(train)
-    timings[f"{stage}_sources"] = round(time.perf_counter() - t, 2)
+    parts.spaces.update(build_spaces(mf, cm, train, config.hybrid.retrieval))
+    timings[f"{stage}_spaces"] = round(time.perf_counter() - t, 2)
+    models: dict[str, Model] = {"popularity": popularity, "als": mf, "content": cm}
     infos = {} if valid is None else {n: _model_info(m, valid) for n, m in models.items()}
     for name, info in infos.items():
         m = info.valid_metrics
@@ -129,9 +139,34 @@ def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConf
     return FirstStage(train, models, parts, sources, _span(events), infos)
 
 
+@dataclass
+class _ContentJob:
+    model: ContentModel
+    train: TrainingData
+    valid: ValidationData | None
+    warm: ContentModel | None
+
+
+def _fit_content(job: _ContentJob) -> tuple[ContentModel, float]:
+    t = time.perf_counter()
+    job.model.fit(job.train, job.valid, start=job.warm)
+    return job.model, round(time.perf_counter() - t, 2)
+
+
+def _parallel(workers: int | None, size: int, threshold: int) -> int:
+    """Processes to use: ``workers`` as asked; None: every core once ``size`` reaches
+    ``threshold`` (below it a fork costs more than it saves), else one."""
+    if workers is not None:
+        return check_workers(workers)
+    return default_workers() if size >= threshold else 1
+
+
 def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: bool = False,
-               log: Log | None = None) -> HybridRecommender:
-    """Every part of the hybrid, fitted; the result carries a :class:`FitReport`."""
+               log: Log | None = None, workers: int | None = None) -> HybridRecommender:
+    """Every part of the hybrid, fitted; the result carries a :class:`FitReport`.
+    ``workers``: processes to fit in (the content model beside ALS and the sources, the
+    rankers' queries and the surfaces' rankers; default: every core once the data is big
+    enough to pay for the forks). The fitted hybrid does not depend on it."""
     say = log or _quiet
     set_thread_policy("train")
     started = time.perf_counter()
@@ -141,7 +176,7 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
     early, late = events[events[C.TIMESTAMP] < start], events[events[C.TIMESTAMP] >= start]
     timings: dict[str, float] = {}
     past = fit_first_stage(early, dataset.items, config, late, say, timings, "holdout",
-                           progress)
+                           progress, workers=workers)
     history = HistoryIndex.from_events(events, past.training.items)
     t = time.perf_counter()
     windows = [(past.recommender(history, config), late, start)]
@@ -159,16 +194,18 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
             f"(fewer than ranker_min_queries = {config.ranker_min_queries:,})")
         asked += returning_shoppers(events, begin, end)
         older = fit_first_stage(events[ts < begin], dataset.items, refit_config(config, past),
-                                None, say, timings, f"window{k + 1}")
+                                None, say, timings, f"window{k + 1}", workers=workers)
         windows.append((older.recommender(history, config),
                         events[(ts >= begin) & (ts < end)], begin))
         end = begin
-    rankers, ranker_infos, profile = fit_rankers(windows, history, config, progress, say)
+    rankers, ranker_infos, profile = fit_rankers(windows, history, config, progress, say,
+                                                 workers, timings)
     timings["rankers"] = round(time.perf_counter() - t, 2)
     final = past
     if config.refit:
         final = fit_first_stage(events, dataset.items, refit_config(config, past, continues=True),
-                                None, say, timings, "refit", progress, start=past)
+                                None, say, timings, "refit", progress, start=past,
+                                workers=workers)
     rec = final.recommender(history, config, rankers)
     rec.profile = profile
     timings["total"] = round(time.perf_counter() - started, 2)
@@ -183,38 +220,64 @@ def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: boo
 
 
 def fit_rankers(windows: list[tuple[HybridRecommender, pd.DataFrame, pd.Timestamp]],
-                history: HistoryIndex, config: TrainConfig, progress: bool, say: Log
+                history: HistoryIndex, config: TrainConfig, progress: bool, say: Log,
+                workers: int | None = 1, timings: dict[str, float] | None = None
                 ) -> tuple[dict[str, Ranker], dict[str, RankerInfo], FeatureProfile | None]:
     """One ranker per surface with enough usable queries, from every (point-in-time
     recommender, window, window start); and the profile of the for_you ranker's top-10 rows
-    (what drift monitoring compares live traffic with)."""
+    (what drift monitoring compares live traffic with). The queries are asked, and the
+    surfaces' rankers fitted, in ``workers`` processes (each ranker on one thread, so the
+    result does not depend on ``workers``)."""
+    t = time.perf_counter()
     per_window = [build_datasets(rec, window, history, start=int(start.timestamp()),
                                  cutoffs=config.ranker_cutoffs,
                                  max_queries=config.ranker_queries // len(windows),
                                  seed=config.hybrid.ranker.seed,
-                                 context_views=config.ranker_context_views, progress=progress)
+                                 context_views=config.ranker_context_views, progress=progress,
+                                 workers=workers)
                   for rec, window, start in windows]
     datasets = {s: concat([d[s] for d in per_window]) for s in per_window[0]}
+    if timings is not None:
+        timings["ranker_queries"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
     rec = windows[0][0]
-    rankers, infos = {}, {}
-    profile = None
+    names = list(rec.features.names)
+    fitted = [s for s, ds in datasets.items() if len(ds.groups) >= MIN_QUERIES]
+    rows = sum(len(datasets[s].labels) for s in fitted)
+    with Workers(_RankerJob(datasets, config, names),
+                 _parallel(workers, rows, PARALLEL_ROWS) if len(fitted) > 1 else 1) as pool:
+        rankers = dict(zip(fitted, (r for chunk in pool.map(_fit_surfaces, fitted, size=1)
+                                    for r in chunk), strict=True))
+    if timings is not None:
+        timings["ranker_fits"] = round(time.perf_counter() - t, 2)
+    infos, profile = {}, None
     for surface, ds in datasets.items():
         info: dict[str, Any] = {"queries": len(ds.groups), "rows": int(len(ds.labels)),
                                 "skipped_no_positive": ds.skipped_no_positive}
-        if len(ds.groups) >= MIN_QUERIES:
-            ranker = _fit_ranker(ds, config, list(rec.features.names))
-            rankers[surface] = ranker
+        if surface in rankers:
+            ranker = rankers[surface]
             info.update(best_iteration=ranker.best_iteration_,
                         holdout=ranker.history_[ranker.best_iteration_ - 1],
                         importances=ranker.importances(), history=ranker.history_)
             if surface == "for_you":
                 scores = ranker.predict(ds.features)
                 top = top_rows(scores, ds.groups)
-                profile = FeatureProfile.fit(ds.features[top], rec.features.names, scores[top])
+                profile = FeatureProfile.fit(ds.features[top], names, scores[top])
         infos[surface] = RankerInfo(**info)
         say(f"ranker {surface}: {info['queries']:,} queries, {info['rows']:,} rows"
             + ("" if surface in rankers else " (too few: the for_you ranker stands in)"))
     return rankers, infos, profile
+
+
+@dataclass
+class _RankerJob:
+    datasets: dict[str, RankerDataset]
+    config: TrainConfig
+    names: list[str]
+
+
+def _fit_surfaces(job: _RankerJob, surfaces: Sequence[str]) -> list[Ranker]:
+    return [_fit_ranker(job.datasets[s], job.config, job.names) for s in surfaces]
 
 
 def _fit_ranker(ds: RankerDataset, config: TrainConfig, names: list[str]) -> Ranker:

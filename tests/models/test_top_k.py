@@ -36,3 +36,19 @@ def test_same_lists_as_a_full_sort(n_items: int, k: int) -> None:
         else:
             finite = np.isfinite(want_vals) & (want_vals > want_vals[min(k, n_items) - 1])
             np.testing.assert_array_equal(ids[row][finite], want_ids[finite])
+
+
+@pytest.mark.parametrize("n_items", [7, 5_000])
+def test_a_given_kth_score_gives_the_same_lists(n_items: int) -> None:
+    """The content model's early stopping passes each row's k-th best (from torch): ties at
+    the boundary must still go by item id."""
+    rng = np.random.default_rng(n_items)
+    scores = rng.integers(0, 30, (5, n_items)).astype(np.float32)
+    scores[1, : n_items // 2] = -np.inf
+    k = min(20, n_items)
+    kth = -np.sort(-scores, axis=1)[:, k - 1]
+    ids, vals = top_k(scores, 20, kth=kth)
+    for row in range(5):
+        want_ids, want_vals = sorted_top(scores[row], 20)
+        np.testing.assert_array_equal(ids[row], want_ids)
+        np.testing.assert_array_equal(vals[row], want_vals)
