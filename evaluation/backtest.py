@@ -85,15 +85,15 @@ def run_fold(dataset: Dataset, start: pd.Timestamp, end: pd.Timestamp | None,
              config: TrainConfig, models: Sequence[str], ks: tuple[int, ...], *,
              max_users: int | None = None, seed: int = 0, progress: bool = False,
              log: Callable[[str], None] | None = None, workers: int = 1) -> Fold:
-    """Fit on the events before ``start``, recommend at it (``workers`` processes), score the
-    window."""
+    """Fit on the events before ``start`` and recommend at it (each in at most ``workers``
+    processes), score the window."""
     say = log or (lambda _: None)
     ts = dataset.events[C.TIMESTAMP]
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     train = Dataset(dataset.events[ts < start].reset_index(drop=True), dataset.items,
                     dataset.report)
-    rec = HybridRecommender.fit(train, config, log=log)
+    rec = HybridRecommender.fit(train, config, log=log, workers=workers)
     seconds["fit"] = round(time.perf_counter() - t, 2)
     return _score(rec, dataset, start, end, models, ks, max_users=max_users, seed=seed,
                   progress=progress, say=say, seconds=seconds, workers=workers)

@@ -75,7 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         from recsys.data.spark.session import SparkSettings
 
         spark = SparkSettings(master=args.spark_master, driver_memory=args.driver_memory)
-    train(args.data, args.out, load_train_config(args.config), engine=args.engine, spark=spark)
+    train(args.data, args.out, load_train_config(args.config), engine=args.engine, spark=spark,
+          workers=args.workers)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> None:
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "spark://host:7077)")
     p.add_argument("--driver-memory", default="4g",
                    help="Spark driver heap with --engine spark (default 4g)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes the fit uses at most, one thread each (default: every "
+                   "core; the bundle is the same whatever N)")
 
     p = add("recommend", _cmd_recommend, "batch top-k lists for a file of user ids (CSV out)")
     p.add_argument("--bundle", required=True, help="bundle directory from `recsys train`")

@@ -23,15 +23,18 @@ if TYPE_CHECKING:
 
 def train(data_dir: str | Path, out: str | Path, config: TrainConfig | None = None, *,
           quiet: bool = False, engine: Engine = "pandas",
-          spark: SparkSettings | None = None) -> HybridRecommender:
+          spark: SparkSettings | None = None, workers: int | None = None) -> HybridRecommender:
     """Fit every part on ``data_dir`` and write a bundle to ``out``; returns the recommender
     (its ``manifest`` is the bundle's). ``engine="spark"`` validates the events on Spark
-    (``spark``: the session's settings, default ``local[2]``)."""
+    (``spark``: the session's settings, default ``local[2]``). ``workers``: processes the fit
+    uses at most (default: every core)."""
     log = None if quiet else (lambda message: print(message, flush=True))
     if engine == "pandas":
-        rec = HybridRecommender.fit(data_dir, config, progress=not quiet, log=log)
+        rec = HybridRecommender.fit(data_dir, config, progress=not quiet, log=log,
+                                    workers=workers)
     else:
-        rec = _fit_on_engine(data_dir, config, engine, spark, quiet=quiet, log=log)
+        rec = _fit_on_engine(data_dir, config, engine, spark, quiet=quiet, log=log,
+                             workers=workers)
     manifest = rec.save(out)
     if not quiet:
         print(f"bundle {manifest.version} -> {out} ({manifest.timings_seconds['total']:.1f}s)",
@@ -41,7 +44,7 @@ def train(data_dir: str | Path, out: str | Path, config: TrainConfig | None = No
 
 def _fit_on_engine(data_dir: str | Path, config: TrainConfig | None, engine: Engine,
                    spark: SparkSettings | None, *, quiet: bool,
-                   log: Callable[[str], None] | None) -> HybridRecommender:
+                   log: Callable[[str], None] | None, workers: int | None) -> HybridRecommender:
     import time
 
     from recsys.data.io import find_table
@@ -54,7 +57,7 @@ def _fit_on_engine(data_dir: str | Path, config: TrainConfig | None, engine: Eng
     seconds = round(time.perf_counter() - started, 2)
     if log is not None:
         log(f"validated on {engine} in {seconds:.1f}s: {dataset.report.events_out:,} events")
-    rec = HybridRecommender.fit(dataset, config, progress=not quiet, log=log)
+    rec = HybridRecommender.fit(dataset, config, progress=not quiet, log=log, workers=workers)
     assert rec.report is not None
     # the bundle names the files, as a pandas-engine fit does, not "(in memory)"
     files = [find_table(data_dir, "events"), find_table(data_dir, "items")]

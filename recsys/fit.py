@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
-from recsys.batch import Background, Workers, check_workers, default_workers
+from recsys.batch import Background, Workers, check_workers
 from recsys.catalog import Catalog
 from recsys.config import TrainConfig
 from recsys.data.io import find_table
@@ -87,8 +87,8 @@ def fit_first_stage(events: pd.DataFrame, items: pd.DataFrame, config: TrainConf
                     workers: int | None = 1) -> FirstStage:
     """Every first-stage part on ``events``; with ``valid_events``, early stopping on them.
     ``start``: the content model continues from that stage's (``[content] refit_epochs``).
-    ``workers`` > 1: the content model trains in a process of its own meanwhile (None: when
-    the data is big enough to pay for the fork); the parts are the same either way."""
+    ``workers`` > 1 (None: every core): once the data is big enough to pay for the fork, the
+    content model trains in a process of its own meanwhile; the parts are the same either way."""
     train = prepare_training(events, items, config.interactions)
     valid: ValidationData | None = None
     if valid_events is not None:
@@ -154,20 +154,19 @@ def _fit_content(job: _ContentJob) -> tuple[ContentModel, float]:
 
 
 def _parallel(workers: int | None, size: int, threshold: int) -> int:
-    """Processes to use: ``workers`` as asked; None: every core once ``size`` reaches
-    ``threshold`` (below it a fork costs more than it saves), else one."""
-    if workers is not None:
-        return check_workers(workers)
-    return default_workers() if size >= threshold else 1
+    """Processes to use: one below ``threshold`` (a fork costs more than it saves there), else
+    ``workers`` (None: every core)."""
+    return 1 if size < threshold else check_workers(workers)
 
 
 def fit_hybrid(data: Dataset | str | Path, config: TrainConfig, *, progress: bool = False,
                log: Log | None = None, workers: int | None = None) -> HybridRecommender:
     """Every part of the hybrid, fitted; the result carries a :class:`FitReport`.
-    ``workers``: processes to fit in (the content model beside ALS and the sources, the
-    rankers' queries and the surfaces' rankers; default: every core once the data is big
-    enough to pay for the forks). The fitted hybrid does not depend on it."""
+    ``workers``: processes to fit in at most (the content model beside ALS and the sources, the
+    rankers' queries and the surfaces' rankers; default: every core), each used once its part
+    is big enough to pay for the fork. The fitted hybrid does not depend on it."""
     say = log or _quiet
+    check_workers(workers)       # refused now, not only once a part is big enough to fork
     set_thread_policy("train")
     started = time.perf_counter()
     dataset, path, fingerprint = _dataset(data)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import columns as C
-from recsys.batch import Progress, Workers, default_workers
+from recsys.batch import Progress, Workers, check_workers
 from recsys.context import Request
 from recsys.history import TYPE_CODE, HistoryIndex, to_seconds
 from recsys.recommender import SURFACES, HybridRecommender
@@ -55,7 +55,7 @@ class Query:
     views: tuple[int, ...] = ()
 
 
-# with workers not given, fewer queries are asked in this process (a fork costs more)
+# fewer queries are asked in this process whatever the workers (a fork costs more)
 PARALLEL_MIN = 500
 Row = tuple[np.ndarray, np.ndarray, Query]     # a query's feature rows, labels, the query
 
@@ -145,9 +145,9 @@ def build_datasets(rec: HybridRecommender, window: pd.DataFrame, history: Histor
                    ) -> dict[str, RankerDataset]:
     """Features and graded labels per surface for the queries of ``window`` (events at or after
     ``start``, epoch seconds; ``cutoffs`` horizon instants over its first half). The queries
-    are asked in ``workers`` processes (:class:`recsys.batch.Workers`; None: every core from
-    :data:`PARALLEL_MIN` queries on); the rows come back in query order, so the result does
-    not depend on ``workers``."""
+    are asked in ``workers`` processes (:class:`recsys.batch.Workers`; None: every core) from
+    :data:`PARALLEL_MIN` queries on; the rows come back in query order, so the result does not
+    depend on ``workers``."""
     rng = np.random.default_rng(seed)
     w = _prepared(window, rec)
     end = int(w["t"].max()) if len(w) else start
@@ -157,8 +157,7 @@ def build_datasets(rec: HybridRecommender, window: pd.DataFrame, history: Histor
     parts: dict[str, list[Row]] = {s: [] for s in surfaces}
     skipped = dict.fromkeys(surfaces, 0)
     bar = Progress(len(queries), "ranker queries", unit="queries") if progress else None
-    if workers is None:
-        workers = default_workers() if len(queries) >= PARALLEL_MIN else 1
+    workers = 1 if len(queries) < PARALLEL_MIN else check_workers(workers)
     with Workers(_Asker(rec, history, tuple(surfaces)), workers) as pool:
         for chunk in pool.map(_ask, queries, progress=bar):
             for surface, rows in chunk.items():
