@@ -130,10 +130,11 @@ def map_chunks(fn: Callable[[S, Sequence[T]], R], items: Sequence[T], *, state: 
 
 class Background:
     """``fn(state)`` in one forked process while the caller goes on (a context manager);
-    :meth:`result` waits for it and returns what it returned (pickled back). The child runs on
-    one thread (:func:`recsys.threads.set_worker_threads`), like a batch worker. With
-    ``fork=False``, or without the ``fork`` start method, ``fn`` runs in this process when the
-    result is first asked for.
+    :meth:`result` waits for it and returns what it returned, or raises what it raised. The
+    child runs on one thread (:func:`recsys.threads.set_worker_threads`), like a batch worker,
+    and is stopped if the block is left without asking for the result (an error meanwhile).
+    With ``fork=False``, or without the ``fork`` start method, ``fn`` runs in this process
+    when the result is asked for.
 
     >>> # with Background(fit_content, data, fork=True) as content:
     >>> #     fit_als(data)               # meanwhile, on the other core
@@ -143,40 +144,57 @@ class Background:
     def __init__(self, fn: Callable[[S], R], state: S, *, fork: bool = True) -> None:
         self.fn, self.state = fn, state
         self.fork = fork and "fork" in multiprocessing.get_all_start_methods()
-        self._pool: ProcessPoolExecutor | None = None
-        self._future: Future[bytes] | None = None
-        self._key = id(self)
+        self._process: Any = None
+        self._reader: Any = None
+        self._taken = False
 
     def __enter__(self) -> Background:
         if self.fork:
-            _background[self._key] = (self.fn, self.state)
-            try:
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
-                                                 initializer=set_worker_threads)
-                self._future = self._pool.submit(_run_background, self._key)
-            finally:
-                del _background[self._key]    # the child has its copy (forked on submit)
+            context = multiprocessing.get_context("fork")
+            self._reader, writer = context.Pipe(duplex=False)
+            # forked: fn and state are inherited, not pickled
+            self._process = context.Process(target=_run_background,
+                                            args=(self.fn, self.state, writer), daemon=True)
+            self._process.start()
+            writer.close()
         return self
 
     def result(self) -> Any:
-        if self._future is None:
+        if self._process is None:
             return self.fn(self.state)
-        return pickle.loads(self._future.result())
+        self._taken = True
+        try:
+            # plain pickle: multiprocessing's own pickler hands torch tensors over as shared
+            # memory, which hung here
+            ok, value = pickle.loads(self._reader.recv_bytes())
+        except EOFError:
+            self._process.join()
+            raise RuntimeError(f"the background process ended without a result (exit code "
+                               f"{self._process.exitcode})") from None
+        if not ok:
+            raise value
+        return value
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._process is not None:
+            if not self._taken:       # left early (an error): the result is not wanted
+                self._process.terminate()
+            self._process.join()
+            self._reader.close()
+            self._process = None
 
 
-_background: dict[int, tuple[Callable[[Any], Any], Any]] = {}
-
-
-def _run_background(key: int) -> bytes:
-    """The result as plain pickle bytes: multiprocessing's own pickler would hand torch
-    tensors over as shared memory, which hung here."""
-    fn, state = _background[key]
-    return pickle.dumps(fn(state), protocol=pickle.HIGHEST_PROTOCOL)
+def _run_background(fn: Callable[[Any], Any], state: Any, writer: Any) -> None:
+    set_worker_threads()
+    try:
+        payload = pickle.dumps((True, fn(state)), protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
+        try:
+            payload = pickle.dumps((False, error))
+        except Exception:  # noqa: BLE001 - an error that does not pickle: its words
+            payload = pickle.dumps((False, RuntimeError(f"{type(error).__name__}: {error}")))
+    writer.send_bytes(payload)
+    writer.close()
 
 
 def _in_process(fn: Callable[[S, Sequence[T]], R], chunks: list[Sequence[T]], state: S,

@@ -53,8 +53,8 @@ from recsys.threads import set_thread_policy
 
 Log = Callable[[str], None]
 MIN_QUERIES = 10        # a surface with fewer usable queries uses the for_you ranker
-# below these sizes a part is fitted in this process when workers are not given (a fork
-# costs more than it saves): the training matrix's interactions, the rankers' rows, queries
+# below these sizes a part is fitted in this process whatever the workers (a fork costs more
+# than it saves): the training matrix's interactions, the rankers' rows
 PARALLEL_NNZ = 200_000
 PARALLEL_ROWS = 200_000
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -152,3 +153,16 @@ def refuse(x: int) -> int:
 def test_background_raises_the_childs_error() -> None:
     with Background(refuse, 13, fork=True) as job, pytest.raises(ValueError, match="13 is"):
         job.result()
+
+
+def sleep_long(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_leaving_the_block_early_stops_the_background_process() -> None:
+    started = time.perf_counter()
+    with pytest.raises(KeyError), Background(sleep_long, 60.0, fork=True) as job:
+        raise KeyError("the caller failed meanwhile")
+    assert time.perf_counter() - started < 10
+    assert job._process is None
