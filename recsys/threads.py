@@ -12,7 +12,8 @@ cores. So:
 * ``"serve"``: everything single-threaded; parallelism comes from uvicorn workers.
 * batch scoring (``recsys recommend``, ``recsys evaluate``): the same in each worker process
   (:func:`set_worker_threads`); parallelism comes from one worker per core
-  (:mod:`recsys.batch`).
+  (:mod:`recsys.batch`). Fitting forks such workers too (:mod:`recsys.fit`): the content model
+  beside ALS and the sources, the rankers' queries and fits.
 
 Call :func:`set_thread_policy` once, at the top of a CLI command or app start-up. torch is
 never imported for this (serving does not need it); code that imports torch calls
