@@ -62,3 +62,13 @@ def test_the_fit_does_not_depend_on_workers(tiny_shop: Path,
 def test_workers_below_one_are_refused_before_any_work(tiny_shop: Path) -> None:
     with pytest.raises(ConfigError, match="--workers 0"):
         HybridRecommender.fit(tiny_shop, tiny_pipeline_config(), workers=0)
+
+
+def test_recsys_train_refuses_workers_below_one(tiny_shop: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines.cli import main
+
+    assert main(["train", "--data", str(tiny_shop), "--out", str(tmp_path / "b"),
+                 "--workers", "0"]) == 2
+    assert "--workers 0 (expected >= 1)" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
