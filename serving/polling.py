@@ -1,5 +1,5 @@
 """A background thread that repeats one step at an interval: how each serving process follows
-the shared store and registry (live events, the control log, the champion pointer) and
+the shared store and registry (live events, the control log, erasures, the champion pointer) and
 evaluates its monitors.
 """
 

@@ -27,6 +27,7 @@ from serving.exposures import ExposureWriter
 from serving.guardrails import GuardrailMonitor
 from serving.live import LiveState
 from serving.metrics import Metrics
+from serving.polling import Poller
 from serving.privacy import Erased, ErasureTracker
 from serving.settings import DEFAULT_BUNDLE, ROLES, ServingSettings
 
@@ -121,8 +122,8 @@ class ServingState:
         # store erasure + in-memory erasure + bundle swap: never interleaved, so a bundle
         # swapped in during an erasure still gets it
         self._erasure_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
+        self._erasure_poll = Poller(self.sync_erasures, "erasure-poll",
+                                    "applying erasures from the audit log failed")
         self.control: ControlSync | None = None   # set by serving.app (serving.replicas)
         self.champion: ChampionFollower | None = None   # serving.app, with a registry
         self.monitor: Monitor | None = None    # serving.app, unless monitoring is off
@@ -177,23 +178,11 @@ class ServingState:
             return sum(apply_catalog(b, self.store) for b in list(self.bundles.values()))
 
     def start_erasure_poll(self, interval_s: float) -> None:
-        if interval_s <= 0:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.sync_erasures()
-                except Exception:  # keep polling; the next round retries
-                    log.exception("applying erasures from the audit log failed")
-
-        self._poller = threading.Thread(target=run, name="erasure-poll", daemon=True)
-        self._poller.start()
+        self._erasure_poll.start(interval_s)
 
     def close(self) -> None:
         """Stop the poller, write queued exposures, close the store."""
         self.ready = False
-        self._stop.set()
         if self.control is not None:
             self.control.stop()
         if self.champion is not None:
@@ -202,7 +191,6 @@ class ServingState:
             self.monitor.stop()
         if self.live_sync is not None:
             self.live_sync.stop()
-        if self._poller is not None:
-            self._poller.join(5.0)
+        self._erasure_poll.stop(5.0)
         self.exposures.close()
         self.store.close()
