@@ -8,11 +8,20 @@ Layout::
                                  the gate's verdict and lines when a retrain compared it
       champion.json              the pointer: the version served, and the lineage of champions
       history.jsonl              every promotion and rollback, one JSON line each (audit)
+      registry.json              the registry's id (made on the first write): the subject of
+                                 the champion records it publishes
 
 The pointer is the one thing serving reads (``registry`` in the serving settings: every worker
-polls it, :mod:`serving.champion`). It is replaced atomically (written to a temporary file in
-the same directory, fsynced, then ``os.replace``d), so a reader sees the old pointer or the new
-one, never a torn file. Writers take an exclusive ``flock`` on ``REGISTRY/.lock``.
+polls it, :mod:`serving.champion`). Each change of it has the next ``sequence`` number, and a
+registry made with ``publish`` hands every change to that callable too, with the registry's id
+(inside the lock, so in order): the API's event store keeps the pointer as a ``champion``
+record of its control log, read by every replica of that store (:mod:`serving.champion` serves
+the pointer with the highest sequence, whether it came from this file or from the store; a
+replica loads the version from its own view of the registry, so the registry may be mounted at
+another path on each host). The file is replaced
+atomically (written to a temporary file in the same directory, fsynced, then ``os.replace``d),
+so a reader sees the old pointer or the new one, never a torn file. Writers take an exclusive
+``flock`` on ``REGISTRY/.lock``.
 
 ``lineage`` is the list of champions in the order they were promoted; ``rollback`` drops the
 last one (the previous champion serves again), and a second rollback goes one further back.
@@ -28,7 +37,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +49,7 @@ from recsys.errors import BundleError, DataError
 from recsys.manifest import read_manifest
 
 CHAMPION = "champion.json"
+IDENTITY = "registry.json"
 HISTORY = "history.jsonl"
 VERSIONS = "versions"
 MAX_LINEAGE = 100     # champions remembered for rollback
@@ -77,6 +88,24 @@ class Champion:
     promoted_at: str
     reason: str
     lineage: tuple[str, ...]    # champions in promotion order; the last is ``version``
+    sequence: int = 0           # pointer changes so far (0: a pointer written before it counted)
+
+    def record(self) -> dict[str, Any]:
+        """The pointer as a JSON object with the bundle's absolute path (what a registry
+        publishes; :func:`champion_from_record` reads it back)."""
+        return {"version": self.version, "path": str(self.path), "promoted_at": self.promoted_at,
+                "reason": self.reason, "lineage": list(self.lineage), "sequence": self.sequence}
+
+
+def champion_from_record(record: dict[str, Any]) -> Champion:
+    """The pointer a registry published (:meth:`Champion.record`); BundleError if malformed."""
+    try:
+        return Champion(str(record["version"]), Path(record["path"]),
+                        str(record.get("promoted_at", "")), str(record.get("reason", "")),
+                        tuple(str(v) for v in record.get("lineage", [record["version"]])),
+                        int(record.get("sequence", 0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"malformed champion record {record!r} ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -112,16 +141,32 @@ def read_champion(root: str | Path) -> Champion | None:
         version = str(raw["version"])
         return Champion(version, (root / VERSIONS / version).resolve(),
                         str(raw.get("promoted_at", "")), str(raw.get("reason", "")),
-                        tuple(str(v) for v in raw.get("lineage", [version])))
-    except (KeyError, TypeError) as exc:
+                        tuple(str(v) for v in raw.get("lineage", [version])),
+                        int(raw.get("sequence", 0)))
+    except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: malformed champion pointer ({exc})") from None
 
 
-class Registry:
-    """The registry directory at ``root`` (created on first write)."""
+Publish = Callable[[str, Champion], None]     # (registry id, the new pointer)
 
-    def __init__(self, root: str | Path) -> None:
+
+def read_registry_id(root: str | Path) -> str | None:
+    """The id of the registry at ``root``; None before its first write."""
+    try:
+        return str(json.loads((Path(root) / IDENTITY).read_text())["id"])
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise BundleError(f"{Path(root) / IDENTITY}: malformed registry id ({exc})") from None
+
+
+class Registry:
+    """The registry directory at ``root`` (created on first write). ``publish``, when given,
+    receives every new pointer after it is written here (see the module docstring)."""
+
+    def __init__(self, root: str | Path, publish: Publish | None = None) -> None:
         self.root = Path(root)
+        self.publish = publish
 
     # ------------------------------------------------------------------ reading
     def path_of(self, version: str) -> Path:
@@ -162,6 +207,9 @@ class Registry:
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                if read_registry_id(self.root) is None:
+                    write_json_atomic(self.root / IDENTITY, {"id": uuid.uuid4().hex,
+                                                             "created_at": _now()})
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -200,12 +248,15 @@ class Registry:
         write_json_atomic(path, record)
 
     def promote(self, version: str, *, reason: str = "promoted by hand") -> Champion:
-        """Make ``version`` the champion (atomic pointer write, history line)."""
+        """Make ``version`` the champion (atomic pointer write, history line). Promoting the
+        champion again changes nothing here and publishes the pointer again (e.g. to a store
+        that did not have it yet)."""
         self.require(version)
         with self._locked():
             current = self.champion()
             lineage = list(current.lineage) if current else []
             if current is not None and current.version == version:
+                self._publish(current)
                 return current
             lineage = [*lineage, version][-MAX_LINEAGE:]
             return self._point(version, lineage, "promote", reason,
@@ -230,9 +281,11 @@ class Registry:
     def _point(self, version: str, lineage: list[str], action: str, reason: str,
                previous: str | None) -> Champion:
         at = _now()
+        current = self.champion()
         write_json_atomic(self.root / CHAMPION, {
             "version": version, "path": f"{VERSIONS}/{version}", "promoted_at": at,
-            "reason": reason, "lineage": lineage})
+            "reason": reason, "lineage": lineage,
+            "sequence": (current.sequence if current is not None else 0) + 1})
         with open(self.root / HISTORY, "a") as f:
             f.write(json.dumps({"at": at, "action": action, "version": version,
                                 "previous": previous, "reason": reason}) + "\n")
@@ -240,4 +293,11 @@ class Registry:
             os.fsync(f.fileno())
         champion = self.champion()
         assert champion is not None
+        self._publish(champion)
         return champion
+
+    def _publish(self, champion: Champion) -> None:
+        if self.publish is not None:
+            registry_id = read_registry_id(self.root)
+            assert registry_id is not None      # made by _locked
+            self.publish(registry_id, champion)

@@ -10,7 +10,14 @@ import pytest
 
 from pipelines.cli import main
 from recsys.errors import DataError
-from recsys.registry import CHAMPION, Registry, read_champion, write_json_atomic
+from recsys.registry import (
+    CHAMPION,
+    Registry,
+    champion_from_record,
+    read_champion,
+    read_registry_id,
+    write_json_atomic,
+)
 
 
 def fake_bundle(root: Path, version: str) -> Path:
@@ -120,3 +127,34 @@ def test_models_cli(registry: Registry, tmp_path: Path, capsys: pytest.CaptureFi
         capsys.readouterr().out
     assert main(["models", "promote", "missing", "--registry", reg]) == 2
     assert "no version 'missing'" in capsys.readouterr().err
+
+
+def test_every_pointer_change_is_numbered_and_published_in_order(tmp_path: Path) -> None:
+    """Promotions and rollbacks get sequence 1, 2, 3...; ``publish`` receives each new pointer
+    with the registry's id (kept across writers); promoting the champion again republishes it
+    without a new pointer; a pointer file from before the sequence reads as 0."""
+    published: list[tuple[str, int, str]] = []
+    reg = Registry(tmp_path / "reg", publish=lambda rid, c: published.append(
+        (rid, c.sequence, c.version)))
+    a, b = (reg.register(fake_bundle(tmp_path / "src", v))
+            for v in ("20260101T000000Z-aaaa", "20260102T000000Z-bbbb"))
+    assert published == []                       # registering changes no pointer
+    reg.promote(a)
+    reg.promote(b)
+    reg.rollback()
+    reg.promote(a, reason="again")               # the champion already: republished only
+    rid = read_registry_id(reg.root)
+    assert rid is not None and len(rid) == 32
+    assert published == [(rid, 1, a), (rid, 2, b), (rid, 3, a), (rid, 3, a)]
+    champion = read_champion(reg.root)
+    assert champion is not None and champion.sequence == 3
+    assert champion_from_record(json.loads(json.dumps(champion.record()))) == champion
+    assert len(reg.history()) == 3
+    Registry(reg.root).promote(b)                # another writer, no publisher: same id
+    assert read_registry_id(reg.root) == rid and reg.champion().sequence == 4  # type: ignore
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / CHAMPION).write_text(json.dumps({"version": a, "lineage": [a]}))
+    assert read_champion(old).sequence == 0      # type: ignore[union-attr]
+    with pytest.raises(Exception, match="malformed champion record"):
+        champion_from_record({"path": "x"})
