@@ -1,12 +1,15 @@
 """``recsys models list|register|promote|rollback --registry DIR``: the model registry by hand
 (:mod:`recsys.registry`). Serving processes that name the registry follow the champion
-pointer within their poll interval.
+pointer within their poll interval. With ``--store`` (the API's event store) a promotion or
+rollback is also published to the store's control log, which replicas on every host read
+(:mod:`serving.champion`); promoting the current champion again publishes it to a store that
+does not have it yet.
 
 Example::
 
     recsys models register runs/demo/bundle --registry var/registry --promote
     recsys models list --registry var/registry
-    recsys models rollback --registry var/registry
+    recsys models rollback --registry var/registry --store postgresql://db/shop
 """
 
 from __future__ import annotations
@@ -28,15 +31,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = action("register", "copy a bundle into the registry")
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("--promote", action="store_true", help="make it the champion too")
+    publishing = [p]
     p = action("promote", "make a registered version the champion")
     p.add_argument("version")
     p.add_argument("--reason", default="promoted by hand")
+    publishing.append(p)
     p = action("rollback", "serve the previous champion again")
     p.add_argument("--reason", default="rolled back by hand")
+    publishing.append(p)
+    for p in publishing:
+        p.add_argument("--store", help="also publish the new pointer to this event store "
+                       "(the API's SQLite file or postgresql:// URL), for its replicas")
 
 
 def models_command(args: argparse.Namespace) -> None:
-    registry = Registry(args.registry)
+    store = getattr(args, "store", None)
+    if store is None:
+        registry = Registry(args.registry)
+    else:
+        from serving.champion import store_publisher
+
+        registry = Registry(args.registry, publish=store_publisher(store))
     if args.action == "list":
         champion = registry.champion()
         versions = registry.versions()

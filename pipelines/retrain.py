@@ -18,7 +18,8 @@ One run:
    window starts after the champion's data whenever there are enough newer events
    (:func:`gate_window`), so that the champion is scored as it is and the candidate shows
    what the new events taught it;
-4. **promotion** on a pass (the pointer changes; serving follows within its poll interval);
+4. **promotion** on a pass (the pointer changes, and with ``--store`` is published to the
+   store's control log for its replicas; serving follows within its poll interval);
    on a fail the champion stays, and the reasons are printed and kept in the version's
    record (``recsys models list``). A registry without a champion promotes its first
    candidate without a gate (nothing to compare with), and says so.
@@ -363,7 +364,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def retrain_command(args: argparse.Namespace) -> int:
-    registry = Registry(args.registry)
+    if args.store is None:
+        registry = Registry(args.registry)
+    else:     # the store's replicas read the champion pointer there too (serving.champion)
+        from serving.champion import store_publisher
+
+        registry = Registry(args.registry, publish=store_publisher(args.store))
     config = load_train_config(args.config) if args.config else None
 
     def once(reason: str) -> RetrainResult:

@@ -61,13 +61,18 @@ def check_bundle(name: str, path: Path) -> None:
                           f"({type(exc).__name__}: {exc})") from None
 
 
-def check_store(settings: Any) -> None:
+def check_store_and_bundles(settings: Any) -> None:
     """Open the event store once before uvicorn starts: an unreachable server, a missing
     secret or a newer schema is one line and exit 2 (in a worker it would be a traceback), and
-    the migrations are applied once."""
+    the migrations are applied once; then check every bundle it would serve (the champion's
+    from the registry file or the store)."""
     from serving.app import open_serving_store
+    from serving.champion import with_champion
 
-    open_serving_store(settings).close()
+    with open_serving_store(settings) as store:
+        bundles = with_champion(settings, store).bundles
+    for name, path in bundles.items():
+        check_bundle(name, Path(path))
 
 
 def metrics_dir() -> Path | None:
@@ -100,11 +105,7 @@ def serve_command(args: argparse.Namespace) -> None:
         raise RecsysError(f"--workers must be >= 1, got {args.workers}")
     settings = load_settings(args.config, bundle=args.bundle, registry=args.registry)
     settings.experiments_config()     # unknown bundle names in experiments fail before start
-    from serving.champion import with_champion
-
-    for name, path in with_champion(settings).bundles.items():
-        check_bundle(name, Path(path))
-    check_store(settings)
+    check_store_and_bundles(settings)
     common = {"host": args.host, "port": args.port, "log_level": args.log_level,
               "access_log": args.access_log, "timeout_graceful_shutdown": 30}
     if args.workers == 1:

@@ -85,10 +85,10 @@ def load_startup_bundle(name: str, source: BundleSource, configured: Path, store
 def build_state(settings: ServingSettings, metrics: Metrics, guardrails: GuardrailMonitor,
                 keys: dict[str, str]) -> ServingState:
     """Open the store, load and warm every bundle, start the exposure writer."""
-    settings = with_champion(settings)
     experiments_config = settings.experiments_config()   # ConfigError before any loading
     store = open_serving_store(settings)
     try:
+        settings = with_champion(settings, store)
         sources, last_control = startup_paths(store, dict(settings.bundles))
         bundles: dict[str, LoadedBundle] = {
             name: load_startup_bundle(name, sources[name], path, store,

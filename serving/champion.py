@@ -1,12 +1,21 @@
 """Serving follows the model registry's champion pointer (:mod:`recsys.registry`).
 
 With ``registry`` in the serving settings, the default bundle is the registry's champion: at
-start-up (:func:`with_champion`) and whenever ``champion.json`` names another version. Every
-process (uvicorn worker, replica on a shared mount) reads the pointer every
-``registry_poll_s`` on its own, so no message has to reach it: a promotion or a rollback is
-served by every worker within one poll interval. The new bundle is loaded and warmed up while
-the old one serves, then swapped in one assignment (:meth:`ServingState.swap`), exactly as an
-admin reload: no request fails.
+start-up (:func:`with_champion`) and whenever the pointer names another version. The pointer
+lives in two places: the registry's ``champion.json``, and, when the registry publishes to the
+event store (``recsys models promote|rollback --store``, ``recsys retrain --store``:
+:func:`store_publisher`), a ``champion`` record of the store's control log whose subject is
+the registry's id (``registry.json``). Every process (uvicorn worker, replica on any host)
+reads both every ``registry_poll_s`` on its own and serves the pointer with the highest
+``sequence``, so no message has to reach it: a promotion or a rollback is served by every
+worker within one poll interval. The store is what replicas on many hosts agree on (one
+database, no file caching of a network mount); the file keeps single-host set-ups and
+registries that do not publish working as they did. A replica loads the version the pointer
+names from its own ``registry`` directory (``versions/<version>``), so each host may mount it
+where it likes.
+
+The new bundle is loaded and warmed up while the old one serves, then swapped in one
+assignment (:meth:`ServingState.swap`), exactly as an admin reload: no request fails.
 
 A pointer to a version that cannot be loaded (missing, checksum) is logged and counted
 (``recsys_reloads_total{result="champion_failed"}``) and the served bundle stays; it is retried
@@ -17,11 +26,20 @@ lasts until the next champion change.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.errors import ConfigError, RecsysError
-from recsys.registry import read_champion
+from recsys.registry import (
+    VERSIONS,
+    Champion,
+    Publish,
+    champion_from_record,
+    read_champion,
+    read_registry_id,
+)
+from serving.event_store import CHAMPION, EventStore, open_store
 from serving.polling import Poller
 from serving.settings import DEFAULT_BUNDLE, ServingSettings
 
@@ -31,12 +49,50 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def with_champion(settings: ServingSettings) -> ServingSettings:
-    """``settings`` whose default bundle is the registry's champion (unchanged without a
-    registry, or while the registry has no champion and a default bundle is configured)."""
+def store_publisher(location: str | Path) -> Publish:
+    """A :class:`recsys.registry.Registry` ``publish`` callable that appends each new pointer
+    to the control log of the event store at ``location``."""
+    def publish(registry_id: str, champion: Champion) -> None:
+        with open_store(location) as store:
+            store.add_control(CHAMPION, registry_id, champion.record())
+
+    return publish
+
+
+def published_champion(store: EventStore, registry: str | Path, after_id: int = 0
+                       ) -> tuple[Champion | None, int]:
+    """The highest-sequence pointer the registry at ``registry`` published to ``store`` in
+    the records after ``after_id`` (None when there is none; its path in this process's view
+    of the registry), and the id of the last control record read."""
+    registry_id = read_registry_id(registry)
+    if registry_id is None:       # never written to: nothing published (read again later)
+        return None, after_id
+    records = store.control_log(after_id=after_id, kind=CHAMPION)
+    pointers = [champion_from_record(r.payload) for r in records if r.subject == registry_id]
+    last = records[-1].id if records else after_id
+    pointer = newest(*pointers)
+    if pointer is not None:
+        pointer = replace(pointer, path=(Path(registry) / VERSIONS / pointer.version).resolve())
+    return pointer, last
+
+
+def newest(*pointers: Champion | None) -> Champion | None:
+    """The pointer with the highest sequence (the first of equals)."""
+    out: Champion | None = None
+    for p in pointers:
+        if p is not None and (out is None or p.sequence > out.sequence):
+            out = p
+    return out
+
+
+def with_champion(settings: ServingSettings, store: EventStore) -> ServingSettings:
+    """``settings`` whose default bundle is the registry's champion, from its file or the
+    store, whichever is newer (unchanged without a registry, or while the registry has no
+    champion and a default bundle is configured)."""
     if settings.registry is None:
         return settings
-    champion = read_champion(settings.registry)
+    champion = newest(published_champion(store, settings.registry)[0],
+                      read_champion(settings.registry))
     if champion is None:
         if DEFAULT_BUNDLE in settings.bundles:
             log.warning("registry %s has no champion yet: serving the configured %s",
@@ -49,22 +105,36 @@ def with_champion(settings: ServingSettings) -> ServingSettings:
 
 
 class ChampionFollower:
-    """Polls the champion pointer and swaps the default bundle when it changes."""
+    """Polls the champion pointer (file and store) and swaps the default bundle when it
+    changes."""
 
     def __init__(self, state: ServingState, registry: Path) -> None:
         self.state = state
         self.registry = Path(registry)
+        self.published: Champion | None = None     # the newest pointer read from the store
+        self.last_id = 0                           # the store's control records read so far
+        # the pointer applied last, by (sequence, version): a promotion and a rollback between
+        # two polls are a change even though the version is the same again
+        self.seen: tuple[int, str] | None = None
         current = state.bundles.get(DEFAULT_BUNDLE)
-        self.seen: str | None = current.version if current is not None else None
+        pointer = self.pointer()
+        if pointer is not None and current is not None and current.version == pointer.version:
+            self.seen = (pointer.sequence, pointer.version)
         self._poller = Poller(self.poll_once, "champion-follow",
                               f"reading the champion pointer of {self.registry} failed")
+
+    def pointer(self) -> Champion | None:
+        """The newest pointer: the store's new records, then the file."""
+        found, self.last_id = published_champion(self.state.store, self.registry, self.last_id)
+        self.published = newest(self.published, found)
+        return newest(self.published, read_champion(self.registry))
 
     def poll_once(self) -> bool:
         """Apply a changed pointer; True when the default bundle was replaced."""
         from serving.state import load_serving_bundle, settle_heap
 
-        champion = read_champion(self.registry)
-        if champion is None or champion.version == self.seen:
+        champion = self.pointer()
+        if champion is None or (champion.sequence, champion.version) == self.seen:
             return False
         state = self.state
         if not state.reload_lock.acquire(blocking=False):
@@ -72,7 +142,6 @@ class ChampionFollower:
         try:
             current = state.bundles[DEFAULT_BUNDLE]
             if current.version == champion.version:
-                self.seen = champion.version
                 return False
             new = load_serving_bundle(DEFAULT_BUNDLE, champion.path, state.store,
                                       state.settings.warmup_requests)
@@ -82,8 +151,8 @@ class ChampionFollower:
             state.swap(new)
             settle_heap()
             state.metrics.reloads.labels(DEFAULT_BUNDLE, "champion").inc()
-            log.info("champion %s -> %s (registry %s: %s)", current.version, new.version,
-                     self.registry, champion.reason)
+            log.info("champion %s -> %s (registry %s, pointer #%d: %s)", current.version,
+                     new.version, self.registry, champion.sequence, champion.reason)
             return True
         except Exception as exc:
             state.metrics.reloads.labels(DEFAULT_BUNDLE, "champion_failed").inc()
@@ -92,7 +161,7 @@ class ChampionFollower:
                       exc)
             return False
         finally:
-            self.seen = champion.version
+            self.seen = (champion.sequence, champion.version)
             state.reload_lock.release()
 
     def start(self, interval_s: float) -> None:

@@ -20,9 +20,10 @@ one store. What one of them is told must reach all:
 * **catalog changes** are ``catalog`` records of the same log, applied by
   :mod:`serving.live_sync` (every ``live.poll_s``; :mod:`serving.catalog`), which this class
   skips.
+* **the champion pointer** of a model registry is a ``champion`` record of the same log, read
+  by :mod:`serving.champion` (every ``registry_poll_s``), which this class skips too.
 
-The control log is typed by ``kind`` so that a model-registry champion pointer can join
-later; a process ignores (and logs) kinds it does not know.
+The control log is typed by ``kind``; a process ignores (and logs) kinds it does not know.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.errors import RecsysError
-from serving.event_store import CATALOG, RELOAD, ControlRecord, EventStore
+from serving.event_store import CATALOG, CHAMPION, RELOAD, ControlRecord, EventStore
 from serving.polling import Poller
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class ControlSync:
         if not records:
             return []
         for r in records:
-            if r.kind not in (RELOAD, CATALOG) and r.kind not in self._unknown_kinds:
+            if r.kind not in (RELOAD, CATALOG, CHAMPION) and r.kind not in self._unknown_kinds:
                 self._unknown_kinds.add(r.kind)
                 log.warning("control record #%d of kind %r is not known to this version; "
                             "ignored", r.id, r.kind)

@@ -35,6 +35,7 @@ from serving.event_store.base import (
 )
 from serving.event_store.schema import (
     CATALOG,
+    CHAMPION,
     CONTROL_KINDS,
     IMPRESSION,
     RELOAD,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 __all__ = [
-    "CATALOG", "CONTROL_KINDS", "EVENT_KEYS", "IMPRESSION", "MIGRATIONS", "RELOAD",
+    "CATALOG", "CHAMPION", "CONTROL_KINDS", "EVENT_KEYS", "IMPRESSION", "MIGRATIONS", "RELOAD",
     "SCHEMA_VERSION", "STORE_EVENT_TYPES", "ControlRecord", "EventStore", "ExportSummary",
     "FeedRow", "PostgresEventStore",
     "SQLiteEventStore", "StoreError", "VariantCounts", "from_micros", "is_postgres_url",

@@ -16,12 +16,13 @@ IMPRESSION = "impression"
 STORE_EVENT_TYPES: tuple[str, ...] = (IMPRESSION, *C.EVENT_TYPES)
 
 # Kinds of record in the ``control`` table: instructions every replica reading the store
-# applies: "reload" (serving.replicas) and "catalog" (item changes, serving.catalog). The kind
-# column is plain text, so a new kind (a model-registry champion pointer) needs code, not a
-# migration.
+# applies: "reload" (serving.replicas), "catalog" (item changes, serving.catalog) and
+# "champion" (a model registry's champion pointer, serving.champion). The kind column is plain
+# text, so a new kind needs code, not a migration.
 RELOAD = "reload"
 CATALOG = "catalog"
-CONTROL_KINDS: tuple[str, ...] = (RELOAD, CATALOG)
+CHAMPION = "champion"
+CONTROL_KINDS: tuple[str, ...] = (RELOAD, CATALOG, CHAMPION)
 
 
 class StoreError(RecsysError):

@@ -17,9 +17,9 @@ import pytest
 
 from pipelines.cli import main
 from recsys.manifest import read_manifest
-from recsys.registry import Registry
+from recsys.registry import Registry, read_champion, read_registry_id
 from serving.settings import ServingSettings
-from tests.serving.conftest import READ_KEY
+from tests.serving.conftest import ADMIN_KEY, READ_KEY
 from tests.serving.test_uvicorn import free_port, start, wait_ready
 
 
@@ -163,3 +163,58 @@ def test_in_process_follower_and_dashboard(make_settings: Any, serving_bundle: P
         assert not follower.poll_once()
         assert state.bundles["default"].version == v2
         assert client.post("/v1/recommendations", json={"k": 3}).status_code == 200
+
+
+def test_champion_published_to_the_store_beats_a_stale_registry_file(
+        make_settings: Any, serving_bundle: Path, second_bundle: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Another host's view of the registry (a copy at another path, its champion.json left
+    behind) follows the pointer published to the event store, loads the version from its own
+    view, and a replica starting later serves the store's pointer too."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.event_store import CHAMPION, open_store
+
+    registry = Registry(tmp_path / "registry")
+    v1, v2 = registry.register(serving_bundle), registry.register(second_bundle)
+    registry.promote(v1)
+    mount = tmp_path / "host-b" / "registry"          # this host's copy, never updated again
+    shutil.copytree(registry.root, mount)
+    store = str(tmp_path / "events.db")
+    settings = make_settings(bundles={}, registry=str(mount), experiments=[],
+                             event_store=store)
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.serving    # type: ignore[attr-defined]
+        assert state.bundles["default"].version == v1 and not state.champion.poll_once()
+        assert main(["models", "promote", v2, "--registry", str(registry.root),
+                     "--store", store]) == 0
+        assert read_champion(mount).version == v1      # type: ignore[union-attr]
+        assert state.champion.poll_once()
+        assert state.bundles["default"].version == v2
+        assert state.bundles["default"].path == (mount / "versions" / v2).resolve()
+        assert client.post("/v1/recommendations", json={"k": 3}).json()["model_version"] == v2
+        with TestClient(create_app(settings)) as later:          # a replica starting now
+            assert later.app.state.serving.bundles["default"].version == v2  # type: ignore
+        with caplog.at_level("WARNING"):
+            state.control.poll_once()         # the control sync skips champion records quietly
+        assert "not known" not in caplog.text
+        assert main(["models", "rollback", "--registry", str(registry.root),
+                     "--store", store]) == 0
+        assert state.champion.poll_once() and state.bundles["default"].version == v1
+        # an admin reload serves v2; a promotion of v2 and a rollback to v1 before the next
+        # poll are still a champion change (v1 again, by sequence)
+        r = client.post("/v1/admin/reload", headers={"X-API-Key": ADMIN_KEY},
+                        json={"bundle": "default", "path": str(second_bundle)})
+        assert r.status_code == 200 and state.bundles["default"].version == v2
+        registry_cli = ["--registry", str(registry.root), "--store", store]
+        assert main(["models", "promote", v2, *registry_cli]) == 0
+        assert main(["models", "rollback", *registry_cli]) == 0
+        assert state.champion.poll_once() and state.bundles["default"].version == v1
+    with open_store(store) as s:
+        records = s.control_log(kind=CHAMPION)
+    assert [(r.payload["version"], r.payload["sequence"]) for r in records] == [
+        (v2, 2), (v1, 3), (v2, 4), (v1, 5)]
+    assert {r.subject for r in records} == {read_registry_id(registry.root)}

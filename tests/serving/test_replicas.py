@@ -1,7 +1,9 @@
 """Acceptance (issue 14): three uvicorn replicas, separate processes on separate ports, one
 PostgreSQL event store. Events posted through any replica all appear in every replica's
 experiment readout; a reload sent to one is served by all; an erasure sent to one holds on
-all; SIGKILL of one replica while several clients post events loses no acknowledged event.
+all; a promotion and a rollback published to the store are served by all (their registry is a
+copy whose champion.json is never updated, as on a host with its own mount); SIGKILL of one
+replica while several clients post events loses no acknowledged event.
 
 The load phase runs ``RECSYS_REPLICA_LOAD_S`` seconds (default 3); a longer run by hand prints
 the same counts (docs/scaling.md quotes one).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -24,6 +27,9 @@ import httpx
 import psycopg
 import pytest
 
+from pipelines.cli import main
+from recsys.manifest import read_manifest
+from recsys.registry import Registry, read_champion
 from tests.serving.conftest import ADMIN_KEY, READ_KEY, WRITE_KEY
 from tests.serving.test_uvicorn import ROOT, free_port, start, wait_ready
 
@@ -56,13 +62,27 @@ def popular_user(bundle: Path) -> str:
 
 
 @pytest.fixture
-def replicas(postgres_url: str, serving_bundle: Path, tmp_path: Path):  # noqa: ANN201
+def registry(serving_bundle: Path, second_bundle: Path, tmp_path: Path) -> Registry:
+    """Both bundles registered, the first promoted (not published to any store)."""
+    registry = Registry(tmp_path / "registry")
+    registry.promote(registry.register(serving_bundle))
+    registry.register(second_bundle)
+    return registry
+
+
+@pytest.fixture
+def replicas(postgres_url: str, serving_bundle: Path, registry: Registry,  # noqa: ANN201
+             tmp_path: Path):
+    mount = tmp_path / "replica-mount" / "registry"
+    shutil.copytree(registry.root, mount)
     config = tmp_path / "serving.toml"
     config.write_text(f"""
 event_store = "{postgres_url}"
 warmup_requests = 1
 erasure_poll_s = {POLL_S}
 control_poll_s = {POLL_S}
+registry = "{mount}"
+registry_poll_s = {POLL_S}
 [bundles]
 default = "{serving_bundle}"
 [[experiments]]
@@ -107,8 +127,8 @@ pipeline = "hybrid"
 
 
 def test_three_replicas_share_one_postgres_store(replicas: Any, postgres_url: str,
-                                                 serving_bundle: Path,
-                                                 second_bundle: Path) -> None:
+                                                 serving_bundle: Path, second_bundle: Path,
+                                                 registry: Registry) -> None:
     bases, procs = replicas
     admin, read, write = ({"X-API-Key": k} for k in (ADMIN_KEY, READ_KEY, WRITE_KEY))
 
@@ -170,6 +190,16 @@ def test_three_replicas_share_one_postgres_store(replicas: Any, postgres_url: st
     r = httpx.delete(f"{bases[1]}/v1/users/{user}", headers=admin, timeout=30)
     assert r.status_code == 200 and r.json()["events"] == 1, r.text
     wait_for(lambda: fallbacks() == [True, True, True], 15, f"{user} erased everywhere")
+
+    # --- a promotion and a rollback published to the store are served by all; the replicas'
+    # registry copy still names the first champion in its file
+    first = read_manifest(serving_bundle).version
+    assert main(["models", "promote", new, "--registry", str(registry.root),
+                 "--store", postgres_url]) == 0      # the version the reload serves already
+    assert main(["models", "rollback", "--registry", str(registry.root),
+                 "--store", postgres_url]) == 0
+    assert read_champion(registry.root).sequence == 3  # type: ignore[union-attr]
+    wait_for(lambda: set(versions()) == {first}, 30, f"every replica serving {first}")
 
     # --- SIGKILL of one replica while clients post events: no acknowledged event is lost
     acked: set[str] = set()
