@@ -108,10 +108,10 @@ def build_state(settings: ServingSettings, metrics: Metrics, guardrails: Guardra
                          store=store, exposures=writer, metrics=metrics, guardrails=guardrails,
                          keys=keys)
     state.control = ControlSync(state, last_control)
-    if settings.registry is not None:
-        state.champion = ChampionFollower(state, settings.registry)
     state.live_sync = LiveSync(state)
     try:
+        if settings.registry is not None:   # reads the pointer: the store may fail here
+            state.champion = ChampionFollower(state, settings.registry)
         state.live_sync.rebuild()
     except BaseException:
         state.close()
