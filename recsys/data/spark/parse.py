@@ -61,6 +61,16 @@ def _missing(col: Column, kind: str) -> Column:
     return (col.isNull() | F.isnan(col)) if kind == "float" else col.isNull()
 
 
+def _strip(text: Column) -> Column:
+    """``text`` without leading and trailing whitespace. The regular expression is the costly
+    part of parsing an id, so it only runs where the first or last character could be
+    whitespace: printable ASCII (codes 33 to 126) never is, and most ids begin and end with it."""
+    from pyspark.sql import functions as F
+
+    plain = F.ascii(text).between(33, 126) & F.ascii(F.substring(text, -1, 1)).between(33, 126)
+    return F.when(plain, text).otherwise(F.regexp_replace(text, _STRIP, ""))
+
+
 def _ids(col: Column, kind: str, name: str) -> tuple[Column, list[Check]]:
     """Stripped text; ``17850.0`` from a float column becomes ``17850``; empty is fatal."""
     from pyspark.sql import functions as F
@@ -71,7 +81,7 @@ def _ids(col: Column, kind: str, name: str) -> tuple[Column, list[Check]]:
         text = F.when(F.isnan(col), None).otherwise(text)
     else:
         text = col.cast("string")
-    value = F.regexp_replace(text, _STRIP, "")
+    value = _strip(text)
     bad = value.isNull() | (value == "")
     return value.alias(name), [Check(name, bad, "empty value", "a non-empty id")]
 
@@ -89,7 +99,7 @@ def _timestamps(col: Column, kind: str, name: str, nanos: bool) -> tuple[Column,
     elif kind in ("integer", "float"):
         parsed = F.when(~_missing(col, kind), F.timestamp_seconds(col))
     else:
-        text = F.regexp_replace(col.cast("string"), _STRIP, "")
+        text = _strip(col.cast("string"))
         parsed = F.coalesce(text.try_cast("timestamp"),
                             F.timestamp_seconds(text.try_cast("double")))
     missing = _missing(col, kind)
