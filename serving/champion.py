@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.registry import (
     VERSIONS,
     Champion,
@@ -39,7 +39,7 @@ from recsys.registry import (
     read_champion,
     read_registry_id,
 )
-from serving.event_store import CHAMPION, EventStore, open_store
+from serving.event_store import CHAMPION, EventStore, StoreError, is_postgres_url, open_store
 from serving.polling import Poller
 from serving.settings import DEFAULT_BUNDLE, ServingSettings
 
@@ -51,10 +51,24 @@ log = logging.getLogger(__name__)
 
 def store_publisher(location: str | Path) -> Publish:
     """A :class:`recsys.registry.Registry` ``publish`` callable that appends each new pointer
-    to the control log of the event store at ``location``."""
+    to the control log of the event store at ``location``. A SQLite file must exist already
+    (a mistyped path would make a new, empty store no replica reads): DataError here, before
+    the pointer changes. A store that fails to take a pointer raises StoreError saying that
+    the registry's file has changed and how to publish again."""
+    if not is_postgres_url(location) and not Path(location).is_file():
+        raise DataError(f"event store {location} does not exist (give the API's event store: "
+                        "its SQLite file or postgresql:// URL)")
+
     def publish(registry_id: str, champion: Champion) -> None:
-        with open_store(location) as store:
-            store.add_control(CHAMPION, registry_id, champion.record())
+        try:
+            with open_store(location) as store:
+                store.add_control(CHAMPION, registry_id, champion.record())
+        except Exception as exc:
+            raise StoreError(f"the registry's champion is now {champion.version}, but the "
+                             f"event store did not take the pointer ({exc}); replicas that "
+                             "read the registry's champion.json follow it, the others when it "
+                             f"is published: recsys models promote {champion.version} "
+                             "--registry ... --store ...") from exc
 
     return publish
 

@@ -158,3 +158,27 @@ def test_every_pointer_change_is_numbered_and_published_in_order(tmp_path: Path)
     assert read_champion(old).sequence == 0      # type: ignore[union-attr]
     with pytest.raises(Exception, match="malformed champion record"):
         champion_from_record({"path": "x"})
+
+
+def test_models_cli_store_errors(registry: Registry, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped SQLite store is refused before the pointer changes (and no empty store is
+    made); a store that cannot take the pointer says the file changed and how to publish."""
+    reg = str(registry.root)
+    a = fake_bundle(tmp_path / "src", "20260101T000000Z-aaaa")
+    b = fake_bundle(tmp_path / "src", "20260102T000000Z-bbbb")
+    assert main(["models", "register", str(a), "--registry", reg, "--promote"]) == 0
+    assert main(["models", "register", str(b), "--registry", reg]) == 0
+    typo = tmp_path / "evnets.db"
+    assert main(["models", "promote", "20260102T000000Z-bbbb", "--registry", reg,
+                 "--store", str(typo)]) == 2
+    assert f"event store {typo} does not exist" in capsys.readouterr().err
+    assert not typo.exists() and registry.champion().version == "20260101T000000Z-aaaa"  # type: ignore[union-attr]
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"not a database" * 100)
+    assert main(["models", "promote", "20260102T000000Z-bbbb", "--registry", reg,
+                 "--store", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "the registry's champion is now 20260102T000000Z-bbbb" in err
+    assert "did not take the pointer" in err
+    assert registry.champion().version == "20260102T000000Z-bbbb"  # type: ignore[union-attr]
