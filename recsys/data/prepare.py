@@ -179,7 +179,6 @@ def _prepare_spark(directory: str | Path, config: PrepareConfig, start: pd.Times
                    settings: SparkSettings | None, scratch: str | Path | None) -> Prepared:
     from recsys.data.spark import aggregates as spark_agg
     from recsys.data.spark.session import spark_session
-    from recsys.data.spark.user_item import user_item_aggregates
     from recsys.data.spark.validate import validate_events
 
     clock = _Clock()
@@ -195,12 +194,13 @@ def _prepare_spark(directory: str | Path, config: PrepareConfig, start: pd.Times
         except DataError:
             raise DataError(f"{directory}: no valid event in the window [{start}, {end})"
                             ) from None
-        # the user map, matrix, item sums and buyers come from one aggregation by (user, item)
-        pairs = user_item_aggregates(events, items, config.interactions, ref,
-                                     config.item_windows_days, config.buyer_event_types)
-        users, matrix = pairs.users, pairs.matrix
+        users = spark_agg.user_map(events)
+        matrix = spark_agg.interaction_triples(events, users, items, config.interactions,
+                                               ref).to_csr(len(users), len(items))
         clock.lap("matrix")
-        sums, buyers = pairs.item_sums, pairs.buyers
+        sums = spark_agg.item_weight_sums(events, items, config.interactions, ref,
+                                          config.item_windows_days)
+        buyers = spark_agg.distinct_users(events, items, config.buyer_event_types)
         clock.lap("item_stats")
         co = spark_agg.cooccurrence_counts(events, items, config.basket_event_types,
                                            config.max_basket)
