@@ -7,13 +7,11 @@ items are dropped and counted in a :class:`~recsys.data.validate.ValidationRepor
 reasons and examples. The catalog is validated by the pandas code itself: models need the whole
 item table on one machine anyway, so it is never larger than what pandas holds.
 
-Passes over the raw file: one, which parses it, hashes every row's event columns to find the
-hashes that repeat and, on the way, observes the fatal checks' counts and first rows, the drop
-counts and examples and the last valid event's time; a second only when some hash repeats, to
-compare those rows column by column. Nothing else is written: the valid events stay an expression
-over the raw file, parsed again by each aggregate for the columns it reads, because parsing costs
-less than writing the parsed rows to Parquet and reading them back (at 10M events, 6 s of CPU per
-pass against 15-30 s for the write).
+Passes over the raw file: one, which parses it into Parquet under the scratch directory
+(canonical columns, the catalog's ``item_idx``, the future flag and a 64-bit hash of the event
+columns) and, while it writes, observes the fatal checks' counts and first rows, the drop counts
+and examples and the last valid event's time. The duplicate search then reads the hashes alone,
+and whole rows only where a hash repeats; the aggregates read only the columns they need.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ from recsys.data.validate import ValidationReport, validate_items
 from recsys.errors import DataError
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession
+    from pyspark.sql import Column, DataFrame, Row, SparkSession
 
 ITEM_IDX = "item_idx"
 DUPLICATE = "exact duplicate event"
@@ -46,8 +44,7 @@ UNKNOWN_ITEM = "item_id not in the catalog"
 @dataclass(frozen=True)
 class SparkEvents:
     """Validated events on Spark: the canonical columns, ``_row`` (position in the file) and
-    ``item_idx`` (the catalog's internal id), plus the catalog and the report. ``frame`` is an
-    expression over the raw file: each action parses the columns it needs again."""
+    ``item_idx`` (the catalog's internal id), plus the catalog and the report."""
 
     frame: DataFrame
     items: pd.DataFrame
@@ -119,19 +116,17 @@ def _example(first: Row) -> str:
             f"item_id={first[C.ITEM_ID]!s} timestamp={_timestamp_text(int(first['t']))}")
 
 
-def _repeated_hashes(parsed: DataFrame, observed: Observation, aggs: list[Column],
-                     scratch: Path) -> DataFrame | None:
-    """The 64-bit hashes of the event columns that more than one row has, or None when every
-    row's hash is unique (then no row repeats another). ``aggs`` are observed on the way, so
-    this one pass over the raw file also gives the counts of the checks and drops."""
+def _repeated_hashes(parsed: DataFrame, scratch: Path) -> DataFrame | None:
+    """The hashes (``_h``) that more than one row has, or None when every row's hash is unique
+    (then no row repeats another). Reads 8 bytes per row."""
     from pyspark.sql import functions as F
 
     path = str(scratch / "repeated_hashes.parquet")
     # shuffled by hash before grouping: a partial aggregation before the shuffle would find
-    # nearly every hash unique and only add work (at 10M events: 18 s of CPU against 26-34 s)
-    (parsed.observe(observed, *aggs).select(F.xxhash64(*C.EVENT_COLUMNS).alias("_h"))
-     .repartition("_h").groupBy("_h").agg(F.count(F.lit(1)).alias("_n")).filter(F.col("_n") > 1)
-     .select("_h").write.mode("overwrite").parquet(path))
+    # nearly every hash unique and only add work (10M events, hashing included: 18-19 s of CPU
+    # against 26-34 s)
+    (parsed.select("_h").repartition("_h").groupBy("_h").agg(F.count(F.lit(1)).alias("_n"))
+     .filter(F.col("_n") > 1).select("_h").write.mode("overwrite").parquet(path))
     repeated = parsed.sparkSession.read.parquet(path)
     return None if repeated.isEmpty() else repeated
 
@@ -143,8 +138,7 @@ def _duplicates(parsed: DataFrame, repeated: DataFrame, scratch: Path) -> DataFr
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    candidates = (parsed.withColumn("_h", F.xxhash64(*C.EVENT_COLUMNS))
-                  .join(repeated, "_h", "left_semi"))
+    candidates = parsed.join(repeated, "_h", "left_semi")
     order = Window.partitionBy(*C.EVENT_COLUMNS).orderBy(ROW)
     path = str(scratch / "duplicates.parquet")
     (candidates.withColumn("_k", F.row_number().over(order)).filter(F.col("_k") > 1)
@@ -155,8 +149,10 @@ def _duplicates(parsed: DataFrame, repeated: DataFrame, scratch: Path) -> DataFr
 
 def validate_events(spark: SparkSession, directory: str | Path, scratch: str | Path, *,
                     now: pd.Timestamp | None = None) -> SparkEvents:
-    """Validate ``directory``'s events (and catalog); ``scratch`` holds the duplicate search's
-    intermediate files. See the module docstring for the passes over the raw file."""
+    """Validate ``directory``'s events (and catalog); keep the valid events under ``scratch``.
+
+    The raw file is parsed once, into Parquet under ``scratch``; see the module docstring.
+    """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
@@ -183,9 +179,10 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
                               bad.alias("_bad"))
              .withColumn("_future", F.unix_micros(C.TIMESTAMP) > utc_micros(now))
              .join(F.broadcast(catalog), F.col(C.ITEM_ID) == F.col("_item"), "left")
-             .drop("_item"))
-    # the counts, first rows and examples are observed while the duplicate search hashes the
-    # rows: one pass over the raw file for all of them
+             .drop("_item")
+             .withColumn("_h", F.xxhash64(*C.EVENT_COLUMNS)))
+    # the counts, first rows and examples are observed while the parsed rows are written: one
+    # pass over the raw file for all of them
     unknown = ~F.col("_future") & F.col(ITEM_IDX).isNull()
     kept = ~F.col("_future") & F.col(ITEM_IDX).isNotNull()
     aggs = [F.count(F.lit(1)).alias("n"), F.sum(F.col("_default").cast("long")).alias("dflt"),
@@ -198,14 +195,17 @@ def validate_events(spark: SparkSession, directory: str | Path, scratch: str | P
         aggs += [F.sum(flag.cast("long")).alias(f"n{i}"),
                  F.min(F.when(flag, F.col(ROW))).alias(f"r{i}")]
     observed = Observation("validation")
-    repeated = _repeated_hashes(table, observed, aggs, Path(scratch))
-    table = table.drop("_default", "_bad")
+    path = str(Path(scratch) / "events_parsed.parquet")
+    (table.observe(observed, *aggs).drop("_default", "_bad")
+     .write.mode("overwrite").parquet(path))
     stats = observed.get
     _raise_first(raw.frame, checks, stats, source)
 
     report = ValidationReport(events_in=int(stats["n"]), items=len(items))
     if stats["dflt"]:
         report.defaults_applied["quantity missing -> 1"] = int(stats["dflt"])
+    table = spark.read.parquet(path)
+    repeated = _repeated_hashes(table, Path(scratch))
     dups = None if repeated is None else _duplicates(table, repeated, Path(scratch))
     # a duplicate repeats an earlier row with the same flags: the first future or unknown row
     # is never a duplicate, and only the counts lose the duplicates
