@@ -99,14 +99,18 @@ def newest(*pointers: Champion | None) -> Champion | None:
     return out
 
 
+def current_champion(store: EventStore, registry: str | Path) -> Champion | None:
+    """The registry's pointer now: from its file or the store, whichever is newer."""
+    return newest(published_champion(store, registry)[0], read_champion(registry))
+
+
 def with_champion(settings: ServingSettings, store: EventStore) -> ServingSettings:
-    """``settings`` whose default bundle is the registry's champion, from its file or the
-    store, whichever is newer (unchanged without a registry, or while the registry has no
-    champion and a default bundle is configured)."""
+    """``settings`` whose default bundle is the registry's champion (:func:`current_champion`;
+    unchanged without a registry, or while the registry has no champion and a default bundle
+    is configured)."""
     if settings.registry is None:
         return settings
-    champion = newest(published_champion(store, settings.registry)[0],
-                      read_champion(settings.registry))
+    champion = current_champion(store, settings.registry)
     if champion is None:
         if DEFAULT_BUNDLE in settings.bundles:
             log.warning("registry %s has no champion yet: serving the configured %s",

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from recsys import columns as C
 from recsys.history import TYPE_CODE
 from recsys.recommender import HybridRecommender
-from recsys.registry import read_champion
+from serving.champion import current_champion
 from serving.dashboard_schema import (
     Availability,
     BundleOut,
@@ -115,7 +115,7 @@ def registry_availability(state: ServingState) -> Availability:
     root = state.settings.registry
     if root is None:
         return Availability(available=False, note=REGISTRY_NOTE)
-    champion = read_champion(root)
+    champion = current_champion(state.store, root)
     if champion is None:
         return Availability(available=True, note=f"Registry {root}: no champion yet.")
     back = champion.lineage[-2] if len(champion.lineage) > 1 else "nothing"

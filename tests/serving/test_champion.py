@@ -177,6 +177,7 @@ def test_champion_published_to_the_store_beats_a_stale_registry_file(
 
     from serving.app import create_app
     from serving.event_store import CHAMPION, open_store
+    from tests.serving.conftest import DASHBOARD_KEY
 
     registry = Registry(tmp_path / "registry")
     v1, v2 = registry.register(serving_bundle), registry.register(second_bundle)
@@ -196,6 +197,8 @@ def test_champion_published_to_the_store_beats_a_stale_registry_file(
         assert state.bundles["default"].version == v2
         assert state.bundles["default"].path == (mount / "versions" / v2).resolve()
         assert client.post("/v1/recommendations", json={"k": 3}).json()["model_version"] == v2
+        health = client.get("/v1/dashboard/health", headers={"X-API-Key": DASHBOARD_KEY}).json()
+        assert f"champion {v2}" in health["registry"]["note"]     # the store's, not the file's
         with TestClient(create_app(settings)) as later:          # a replica starting now
             assert later.app.state.serving.bundles["default"].version == v2  # type: ignore
         with caplog.at_level("WARNING"):
