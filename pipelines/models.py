@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 
-from recsys.registry import Registry
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -45,13 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def models_command(args: argparse.Namespace) -> None:
-    store = getattr(args, "store", None)
-    if store is None:
-        registry = Registry(args.registry)
-    else:
-        from serving.champion import store_publisher
+    from serving.champion import publishing_registry
 
-        registry = Registry(args.registry, publish=store_publisher(store))
+    registry = publishing_registry(args.registry, getattr(args, "store", None))
     if args.action == "list":
         champion = registry.champion()
         versions = registry.versions()

@@ -364,12 +364,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def retrain_command(args: argparse.Namespace) -> int:
-    if args.store is None:
-        registry = Registry(args.registry)
-    else:     # the store's replicas read the champion pointer there too (serving.champion)
-        from serving.champion import store_publisher
+    from serving.champion import publishing_registry
 
-        registry = Registry(args.registry, publish=store_publisher(args.store))
+    # with --store, the store's replicas read the champion pointer there too
+    registry = publishing_registry(args.registry, args.store)
     config = load_train_config(args.config) if args.config else None
 
     def once(reason: str) -> RetrainResult:

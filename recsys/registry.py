@@ -18,10 +18,9 @@ registry made with ``publish`` hands every change to that callable too, with the
 record of its control log, read by every replica of that store (:mod:`serving.champion` serves
 the pointer with the highest sequence, whether it came from this file or from the store; a
 replica loads the version from its own view of the registry, so the registry may be mounted at
-another path on each host). The file is replaced
-atomically (written to a temporary file in the same directory, fsynced, then ``os.replace``d),
-so a reader sees the old pointer or the new one, never a torn file. Writers take an exclusive
-``flock`` on ``REGISTRY/.lock``.
+another path on each host). The file is replaced atomically (written to a temporary file in
+the same directory, fsynced, then ``os.replace``d), so a reader sees the old pointer or the new
+one, never a torn file. Writers take an exclusive ``flock`` on ``REGISTRY/.lock``.
 
 ``lineage`` is the list of champions in the order they were promoted; ``rollback`` drops the
 last one (the previous champion serves again), and a second rollback goes one further back.
@@ -259,8 +258,7 @@ class Registry:
                 self._publish(current)
                 return current
             lineage = [*lineage, version][-MAX_LINEAGE:]
-            return self._point(version, lineage, "promote", reason,
-                               current.version if current else None)
+            return self._point(version, lineage, "promote", reason, current)
 
     def rollback(self, *, reason: str = "rolled back by hand") -> Champion:
         """Serve the champion before the current one again."""
@@ -276,19 +274,19 @@ class Registry:
                                 "champion; there is nothing to roll back to")
             target = lineage[-1]
             self.require(target)
-            return self._point(target, lineage, "rollback", reason, current.version)
+            return self._point(target, lineage, "rollback", reason, current)
 
     def _point(self, version: str, lineage: list[str], action: str, reason: str,
-               previous: str | None) -> Champion:
+               current: Champion | None) -> Champion:
         at = _now()
-        current = self.champion()
         write_json_atomic(self.root / CHAMPION, {
             "version": version, "path": f"{VERSIONS}/{version}", "promoted_at": at,
             "reason": reason, "lineage": lineage,
             "sequence": (current.sequence if current is not None else 0) + 1})
         with open(self.root / HISTORY, "a") as f:
             f.write(json.dumps({"at": at, "action": action, "version": version,
-                                "previous": previous, "reason": reason}) + "\n")
+                                "previous": current.version if current else None,
+                                "reason": reason}) + "\n")
             f.flush()
             os.fsync(f.fileno())
         champion = self.champion()

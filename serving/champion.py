@@ -35,6 +35,7 @@ from recsys.registry import (
     VERSIONS,
     Champion,
     Publish,
+    Registry,
     champion_from_record,
     read_champion,
     read_registry_id,
@@ -71,6 +72,12 @@ def store_publisher(location: str | Path) -> Publish:
                              "--registry ... --store ...") from exc
 
     return publish
+
+
+def publishing_registry(root: str | Path, store: str | Path | None) -> Registry:
+    """The registry at ``root``, publishing each new pointer to ``store`` when one is given
+    (``recsys models --store``, ``recsys retrain --store``)."""
+    return Registry(root, publish=None if store is None else store_publisher(store))
 
 
 def published_champion(store: EventStore, registry: str | Path, after_id: int = 0
