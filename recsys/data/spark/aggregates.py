@@ -87,10 +87,6 @@ def _scratch(events: SparkEvents, name: str) -> str:
     return str(Path(events.scratch) / name)
 
 
-def _read_parquet(path: str) -> pa.Table:
-    return pq.read_table(path)
-
-
 def _ids_frame(events: SparkEvents, ids: IdMap, name: str) -> DataFrame:
     table = pa.table({f"_{name}_id": pa.array(ids.external_ids.astype(str)),
                       f"_{name}_pos": pa.array(np.arange(len(ids), dtype=np.int32))})
@@ -217,7 +213,7 @@ def cooccurrence_counts(events: SparkEvents, items: IdMap,
              .agg(F.count(F.lit(1)).alias("n")))
     pairs_path = _scratch(events, "pairs.parquet")
     pairs.write.mode("overwrite").parquet(pairs_path)
-    table = _read_parquet(pairs_path)
+    table = pq.read_table(pairs_path)
     n = len(items)
     a = table.column("a").to_numpy().astype(np.int64)
     c = table.column("c").to_numpy().astype(np.int64)
